@@ -1,0 +1,5 @@
+"""python -m mediasrv"""
+
+from mediasrv.cli import main
+
+raise SystemExit(main())

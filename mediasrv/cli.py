@@ -1,0 +1,120 @@
+"""Command line: ``mediasrv serve | demo | emulate``.
+
+Each sub-command is a thin wrapper; the work lives in the modules it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from mediasrv.profiles import PROFILES
+
+EMULATORS = ("soniox", "elevenlabs", "openai", "telnyx")
+
+
+def _default_corpus() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (
+        os.environ.get("MEDIASRV_CORPUS", ""),
+        os.path.join(here, "..", "..", "shared", "corpus", "dev"),
+        os.path.join(here, "..", "shared", "corpus", "dev"),
+        os.path.join(os.getcwd(), "..", "shared", "corpus", "dev"),
+    ):
+        if candidate and os.path.isfile(os.path.join(candidate, "labels.json")):
+            return os.path.normpath(candidate)
+    return os.path.join(here, "data", "corpus")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    p = argparse.ArgumentParser(prog="mediasrv", description="Low-latency media server for AI phone calls on Telnyx")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the daemon (webhook + media WebSocket)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--mode", default="echo", choices=["echo"], help="what a call does")
+    s.add_argument("--lead-ms", type=int, default=80, help="outbound pacer lead over real time (<= 100)")
+
+    d = sub.add_parser("demo", help="daemon + emulated providers + a simulated caller, printing each turn")
+    d.add_argument("--profile", default="fast", choices=sorted(PROFILES))
+    d.add_argument("--calls", type=int, default=1, help="concurrent calls")
+    d.add_argument("--corpus", default=None, help="a directory in the corpus format (labels.json + WAVs)")
+    d.add_argument("--turns", type=int, default=4, help="caller utterances per call")
+    d.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    d.add_argument("--seed", type=int, default=7)
+
+    e = sub.add_parser("emulate", help="run one provider emulator alone")
+    e.add_argument("name", choices=EMULATORS)
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, default=0)
+    e.add_argument("--profile", default="typical", choices=sorted(PROFILES))
+    return p
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+async def _emulate(name: str, profile: str, host: str, port: int) -> None:
+    if name == "soniox":
+        from mediasrv.emulators import soniox as mod
+    elif name == "elevenlabs":
+        from mediasrv.emulators import elevenlabs as mod  # type: ignore[no-redef]
+    elif name == "openai":
+        from mediasrv.emulators import llm as mod  # type: ignore[no-redef]
+    else:
+        from mediasrv.emulators import telnyx as mod  # type: ignore[no-redef]
+    await mod.serve(profile, host, port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mediasrv`` command."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    from mediasrv.server import run
+
+    if args.command == "serve":
+        from mediasrv.server import ServerConfig, serve
+
+        cfg = ServerConfig(host=args.host, port=args.port, mode=args.mode, lead_ms=args.lead_ms)
+        run(serve(cfg))
+        return 0
+    if args.command == "emulate":
+        try:
+            run(_emulate(args.name, args.profile, args.host, args.port))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if args.command == "demo":
+        from mediasrv.demo import DemoOptions, run_demo
+
+        opts = DemoOptions(
+            profile=args.profile,
+            calls=args.calls,
+            corpus=args.corpus or _default_corpus(),
+            turns=args.turns,
+            json=args.json,
+            seed=args.seed,
+        )
+        result: list[int] = []
+
+        async def go() -> None:
+            result.append(await run_demo(opts))
+
+        run(go())
+        return result[0] if result else 1
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+__all__ = ["main", "build_parser", "asyncio"]

@@ -1,0 +1,191 @@
+"""The mediasrv daemon: an aiohttp application on uvloop.
+
+Routes (they match the old platform's, so mediasrv drops in where it was):
+
+* ``POST /api/telnyx/webhook``      Telnyx Call Control webhooks (answers calls with a stream_url)
+* ``GET  /api/telnyx/audio-stream`` the bidirectional Telnyx media WebSocket, one call per socket
+* ``GET  /healthz``                 liveness/readiness (503 while draining)
+* ``GET  /metrics``                 counters in the Prometheus text format
+
+Rules:
+
+* One call's failure never reaches another call or the daemon: each socket runs in its own
+  handler, and :class:`~mediasrv.call.MediaCall` contains every exception of its behaviour.
+* On SIGTERM the daemon stops taking new calls, lets active calls finish for up to
+  ``drain_timeout_s``, then closes what is left with WebSocket code 1001 (going away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+
+from mediasrv.call import Behaviour, MediaCall
+
+log = logging.getLogger("mediasrv.server")
+
+WEBHOOK_PATH = "/api/telnyx/webhook"
+MEDIA_PATH = "/api/telnyx/audio-stream"
+
+
+class ServerConfig(msgspec.Struct, kw_only=True):
+    """Daemon settings (command line / environment)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    mode: str = "echo"
+    """What a call does: ``echo`` (replay the caller) until the agent pipeline is configured."""
+    lead_ms: int = 80
+    drain_timeout_s: float = 10.0
+
+
+BehaviourFactory = Callable[[], Behaviour]
+WebhookHandler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
+
+
+class Daemon:
+    """Holds the app state: active calls, counters, the behaviour factory."""
+
+    def __init__(self, config: ServerConfig, behaviour_factory: BehaviourFactory) -> None:
+        self.config = config
+        self.behaviour_factory = behaviour_factory
+        self.calls: dict[str, MediaCall] = {}
+        self.draining = False
+        self.calls_total = 0
+        self.calls_failed = 0
+        self.webhooks_total = 0
+        self.frames_in_total = 0
+        self.frames_out_total = 0
+        self.malformed_total = 0
+        self.webhook_handler: WebhookHandler | None = None
+        self.call_ended: list[Callable[[MediaCall], None]] = []
+
+    def make_app(self) -> web.Application:
+        """Build the aiohttp application."""
+        app = web.Application()
+        app.router.add_post(WEBHOOK_PATH, self._webhook)
+        app.router.add_get(MEDIA_PATH, self._media)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        status = 503 if self.draining else 200
+        body = {"status": "draining" if self.draining else "ok", "active_calls": len(self.calls)}
+        return web.Response(status=status, body=msgspec.json.encode(body), content_type="application/json")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        lines = [
+            f"mediasrv_active_calls {len(self.calls)}",
+            f"mediasrv_calls_total {self.calls_total}",
+            f"mediasrv_calls_failed_total {self.calls_failed}",
+            f"mediasrv_webhooks_total {self.webhooks_total}",
+            f"mediasrv_media_frames_in_total {self.frames_in_total}",
+            f"mediasrv_media_frames_out_total {self.frames_out_total}",
+            f"mediasrv_media_frames_malformed_total {self.malformed_total}",
+        ]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    async def _webhook(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.webhooks_total += 1
+        if self.webhook_handler is not None:
+            return await self.webhook_handler(request, body)
+        return web.json_response({"ok": True})
+
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        if self.draining:
+            raise web.HTTPServiceUnavailable(text="draining")
+        ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        call = MediaCall(ws, self.behaviour_factory(), lead_ms=self.config.lead_ms)
+        self.calls[call.call_id] = call
+        self.calls_total += 1
+        try:
+            stats = await call.run()
+            self.frames_in_total += stats.frames_in
+            self.frames_out_total += stats.frames_out
+            self.malformed_total += stats.malformed
+        except Exception:
+            # Contain the failure to this call (socket errors, bugs): log and go on.
+            self.calls_failed += 1
+            log.exception("call %s failed", call.call_id)
+        finally:
+            self.calls.pop(call.call_id, None)
+            for cb in self.call_ended:
+                cb(call)
+        return ws
+
+    async def drain(self) -> None:
+        """Stop taking calls, wait for active ones up to the drain timeout, close the rest."""
+        self.draining = True
+        deadline = asyncio.get_running_loop().time() + self.config.drain_timeout_s
+        while self.calls and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for call in list(self.calls.values()):
+            call.hangup()
+            with contextlib.suppress(Exception):
+                await call.ws.close(code=1001, message=b"server shutting down")
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        await self.drain()
+
+
+def default_behaviour_factory(mode: str) -> BehaviourFactory:
+    """The behaviour for a ``--mode`` name."""
+    if mode == "echo":
+        from mediasrv.echo import EchoBehaviour
+
+        return EchoBehaviour
+    raise ValueError(f"mode: unknown mode {mode!r}; expected 'echo'")
+
+
+async def start_daemon(config: ServerConfig, factory: BehaviourFactory | None = None) -> tuple[Daemon, web.AppRunner, int]:
+    """Start the daemon on ``config.host:config.port`` (port 0: any free port).
+
+    Returns:
+        The daemon, its runner (``await runner.cleanup()`` to stop) and the bound port.
+    """
+    daemon = Daemon(config, factory or default_behaviour_factory(config.mode))
+    runner = web.AppRunner(daemon.make_app(), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, shutdown_timeout=config.drain_timeout_s)
+    await site.start()
+    port = config.port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    return daemon, runner, port
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run the daemon until SIGTERM/SIGINT, then drain and exit."""
+    daemon, runner, port = await start_daemon(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"mediasrv listening on http://{config.host}:{port} "
+          f"(webhook {WEBHOOK_PATH}, media ws://{config.host}:{port}{MEDIA_PATH})", flush=True)
+    await stop.wait()
+    log.info("signal received: draining %d call(s)", len(daemon.calls))
+    await daemon.drain()
+    await runner.cleanup()
+    print("mediasrv stopped", flush=True)
+
+
+def run(coro: Awaitable[None]) -> None:
+    """Run a coroutine on uvloop (the default asyncio loop where uvloop is unavailable)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency on POSIX
+        asyncio.run(coro)  # type: ignore[arg-type]
+        return
+    uvloop.run(coro)  # type: ignore[arg-type]
