@@ -31,7 +31,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from mediasrv.jitter.buffer import InboundBuffer
-from mediasrv.jitter.pacer import ClearReport, OutboundPacer
+from mediasrv.jitter.pacer import ClearReport, Frame, OutboundPacer
 from mediasrv.providers.telnyx import stream as tstream
 
 log = logging.getLogger("mediasrv.call")
@@ -256,10 +256,10 @@ class MediaCall:
                 for text in urgent:
                     await ws.send_str(text)
             for item in self.pacer.poll(now):
-                if isinstance(item, bytes):
+                if isinstance(item, Frame):
                     if self.first_frame_out_at is None:
                         self.first_frame_out_at = now
-                    await ws.send_str(self.stream.send_media(item))
+                    await ws.send_str(self.stream.send_media(item.payload))
                     self.stats.frames_out += 1
                 else:
                     await ws.send_str(self.stream.send_mark(item.name))

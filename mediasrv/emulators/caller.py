@@ -22,8 +22,9 @@ Rules:
 * The protocol pieces are sans-I/O classes (:class:`CallerFrames`, :class:`Impairment`,
   :class:`PlaybackQueue`, :class:`EchoMixer`) so they can be tested without a loop;
   :class:`SimulatedCaller` is only the asyncio shell around them.
-* This is an emulator, not a hot path: the per-sample Python in :class:`EchoMixer` and the
-  fallback G.711 code runs at 8 kHz at most. It prefers :mod:`mediasrv.codec` when present.
+* This is an emulator, not a hot path: G.711 and resampling come from :mod:`mediasrv.codec`;
+  the per-sample Python in :class:`EchoMixer` runs at 8 kHz at most, and only while an
+  echo is being mixed.
 """
 
 from __future__ import annotations
@@ -31,15 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import importlib
-import math
 import os
 import random
 import uuid
 import wave
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
@@ -47,6 +46,8 @@ import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from mediasrv.codec import Resampler, ulaw_decode, ulaw_encode
+from mediasrv.errors import CodecError, LocalProtocolError
 from mediasrv.providers.telnyx import messages as m
 
 __all__ = [
@@ -64,8 +65,6 @@ __all__ = [
     "SimulatedCaller",
     "Utterance",
     "load_wav_ulaw",
-    "pcm16_to_ulaw",
-    "ulaw_to_pcm16",
 ]
 
 SAMPLE_RATE_HZ: Final = 8000
@@ -76,82 +75,7 @@ SILENCE_BYTE: Final = 0xFF  # PCMU silence (protocols.md 2.3)
 SILENCE_FRAME: Final = bytes([SILENCE_BYTE]) * FRAME_BYTES
 AUTH_HEADER: Final = "x-telnyx-streaming-auth-token"
 
-# --------------------------------------------------------------------------- G.711 helpers
-
-_MULAW_BIAS: Final = 0x84
-_MULAW_CLIP: Final = 32635
-
-
-def _mulaw_encode_sample(sample: int) -> int:
-    """ITU-T G.711 mu-law encoding of one int16 sample (fallback only)."""
-    sign = 0x80 if sample < 0 else 0
-    magnitude = min(-sample if sample < 0 else sample, _MULAW_CLIP) + _MULAW_BIAS
-    exponent = magnitude.bit_length() - 8  # 0..7 after the bias
-    mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
-
-
-def _mulaw_decode_byte(code: int) -> int:
-    code = ~code & 0xFF
-    magnitude = (((code & 0x0F) << 3) + _MULAW_BIAS) << ((code >> 4) & 0x07)
-    return _MULAW_BIAS - magnitude if code & 0x80 else magnitude - _MULAW_BIAS
-
-
-_DECODE_TABLE: Final = array("h", (_mulaw_decode_byte(c) for c in range(256)))
-
-
-def _codec_function(name: str) -> Callable[[bytes], bytes] | None:
-    """``mediasrv.codec.<name>`` if the codec package provides it, else None."""
-    try:
-        module = importlib.import_module("mediasrv.codec")
-    except ImportError:  # pragma: no cover - the package always exists
-        return None
-    function = getattr(module, name, None)
-    return function if callable(function) else None
-
-
-def pcm16_to_ulaw(pcm: bytes) -> bytes:
-    """Encode little-endian int16 mono PCM to mu-law (``mediasrv.codec`` when available).
-
-    Args:
-        pcm: int16 samples, native little-endian; an odd trailing byte is ignored.
-
-    Returns:
-        One mu-law byte per sample.
-    """
-    pcm = pcm[: len(pcm) // 2 * 2]
-    encode = _codec_function("ulaw_encode")
-    if encode is not None:
-        return encode(pcm)
-    return bytes(_mulaw_encode_sample(s) for s in array("h", pcm))
-
-
-def ulaw_to_pcm16(ulaw: bytes) -> bytes:
-    """Decode mu-law to little-endian int16 PCM (``mediasrv.codec`` when available)."""
-    decode = _codec_function("ulaw_decode")
-    if decode is not None:
-        return decode(ulaw)
-    return array("h", (_DECODE_TABLE[b] for b in ulaw)).tobytes()
-
-
-def _resample_linear(samples: array[int], from_hz: int, to_hz: int) -> array[int]:
-    """Crude resampler for fixtures: box-average for integer decimation, else linear."""
-    if from_hz == to_hz or not samples:
-        return samples
-    if from_hz % to_hz == 0:
-        k = from_hz // to_hz
-        return array("h", (sum(samples[i : i + k]) // k for i in range(0, len(samples) - k + 1, k)))
-    n_out = len(samples) * to_hz // from_hz
-    step = from_hz / to_hz
-    out = array("h", bytes(2 * n_out))
-    last = len(samples) - 1
-    for i in range(n_out):
-        pos = i * step
-        j = int(pos)
-        frac = pos - j
-        nxt = samples[min(j + 1, last)]
-        out[i] = int(samples[j] + (nxt - samples[j]) * frac)
-    return out
+# --------------------------------------------------------------------------- fixtures
 
 
 def load_wav_ulaw(path: str | os.PathLike[str]) -> bytes:
@@ -164,17 +88,20 @@ def load_wav_ulaw(path: str | os.PathLike[str]) -> bytes:
         The audio as 8 kHz mu-law bytes.
 
     Raises:
-        mediasrv.errors.CodecError: not 16-bit mono.
+        CodecError: not 16-bit mono, or a rate the resampler cannot convert.
     """
-    from mediasrv.errors import CodecError
-
     with wave.open(os.fspath(path), "rb") as wav:
         if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
-            raise CodecError(f"{path}: need 16-bit mono WAV, got {wav.getsampwidth() * 8}-bit x{wav.getnchannels()}")
+            raise CodecError(
+                f"{path}: need 16-bit mono WAV, got {wav.getsampwidth() * 8}-bit x{wav.getnchannels()}"
+            )
         rate = wav.getframerate()
         pcm = wav.readframes(wav.getnframes())
-    samples = array("h", pcm[: len(pcm) // 2 * 2])
-    return pcm16_to_ulaw(_resample_linear(samples, rate, SAMPLE_RATE_HZ).tobytes())
+    pcm = pcm[: len(pcm) // 2 * 2]
+    if rate == SAMPLE_RATE_HZ:
+        return ulaw_encode(pcm)
+    resampler = Resampler(rate, SAMPLE_RATE_HZ)
+    return resampler.process_ulaw(pcm) + resampler.flush_ulaw()
 
 
 # --------------------------------------------------------------------------- sans-I/O pieces
@@ -256,10 +183,14 @@ class CallerFrames:
         self._chunk += 1
         seq = self._next_seq()
         timestamp_ms = (self._chunk - 1) * FRAME_MS
-        body = m.MediaBody(track="inbound", chunk=str(self._chunk), timestamp=str(timestamp_ms), payload=payload)
+        body = m.MediaBody(
+            track="inbound", chunk=str(self._chunk), timestamp=str(timestamp_ms), payload=payload
+        )
         frame = m.Media(sequence_number=seq, stream_id=self.stream_id, media=body)
         text = m.WIRE_ENCODER.encode(frame).decode()
-        return SentMedia(chunk=self._chunk, seq=int(seq), timestamp_ms=timestamp_ms, text=text, payload=payload)
+        return SentMedia(
+            chunk=self._chunk, seq=int(seq), timestamp_ms=timestamp_ms, text=text, payload=payload
+        )
 
     def dtmf(self, digit: str, occurred_at: str) -> str:
         """A ``dtmf`` frame."""
@@ -303,7 +234,9 @@ class Impairment(Generic[T]):
     doubled with probability ``dup_p``. Call :meth:`flush` at the end for a held frame.
     """
 
-    def __init__(self, rng: random.Random, *, reorder_p: float = 0.0, dup_p: float = 0.0, drop_p: float = 0.0):
+    def __init__(
+        self, rng: random.Random, *, reorder_p: float = 0.0, dup_p: float = 0.0, drop_p: float = 0.0
+    ):
         """Take the random source and the three probabilities (0..1)."""
         self._rng = rng
         self.reorder_p = reorder_p
@@ -439,7 +372,7 @@ class EchoMixer:
     def schedule(self, ulaw: bytes, start_sample: int, gain_db: float) -> None:
         """Mix ``ulaw`` at ``gain_db`` into the line from ``start_sample`` on."""
         gain = 10.0 ** (gain_db / 20.0)
-        pcm = array("h", ulaw_to_pcm16(ulaw))
+        pcm = array("h", ulaw_decode(ulaw))
         self._segments.append((start_sample, array("h", (int(s * gain) for s in pcm))))
 
     def mix(self, ulaw: bytes, start_sample: int) -> bytes:
@@ -450,14 +383,14 @@ class EchoMixer:
         overlapping = [(s, seg) for s, seg in live if s < end]
         if not overlapping:
             return ulaw
-        acc = array("i", array("h", ulaw_to_pcm16(ulaw)))
+        acc = array("i", array("h", ulaw_decode(ulaw)))
         for seg_start, seg in overlapping:
             lo = max(seg_start, start_sample)
             hi = min(seg_start + len(seg), end)
             for pos in range(lo, hi):
                 acc[pos - start_sample] += seg[pos - seg_start]
         clipped = array("h", (max(-32768, min(32767, v)) for v in acc))
-        return pcm16_to_ulaw(clipped.tobytes())
+        return ulaw_encode(clipped.tobytes())
 
 
 # --------------------------------------------------------------------------- the shell
@@ -642,22 +575,23 @@ class SimulatedCaller:
             return
         self._stopping = True
         ws = self._ws
-        await self._cancel_tasks()
-        if ws is None:
-            return
-        with contextlib.suppress(websockets.ConnectionClosed):
-            for frame in self._impairment.flush():
-                await self._send_media(ws, frame)
-            await ws.send(self.frames.stop())
-        await ws.close()
-        self.closed.set()
+        try:
+            await self._cancel_tasks()
+        finally:
+            if ws is not None:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    for frame in self._impairment.flush():
+                        await self._send_media(ws, frame)
+                    await ws.send(self.frames.stop())
+                await ws.close()
+            self.closed.set()
 
     async def drop(self) -> None:
         """Drop the connection abruptly: no ``stop``, just a close."""
         self._stopping = True
         await self._cancel_tasks()
         if self._ws is not None:
-            await self._ws.close(code=1006 - 5)  # 1001 "going away": 1006 itself cannot be sent
+            await self._ws.close(code=1001)  # "going away"; no stop frame first
         self.closed.set()
 
     async def _cancel_tasks(self) -> None:
@@ -688,8 +622,7 @@ class SimulatedCaller:
         if not frames:
             utterance.done = None
             return utterance
-        for i, frame in enumerate(frames):
-            self._speech.append((frame, utterance if i in (0, len(frames) - 1) else None))
+        self._speech.extend((frame, utterance) for frame in frames)
         assert utterance.done is not None
         await utterance.done
         return utterance
@@ -714,8 +647,6 @@ class SimulatedCaller:
 
     def _require_ws(self) -> ClientConnection:
         if self._ws is None:
-            from mediasrv.errors import LocalProtocolError
-
             raise LocalProtocolError("SimulatedCaller is not connected")
         return self._ws
 
@@ -736,8 +667,6 @@ class SimulatedCaller:
 
     @staticmethod
     def _finish(utterance: Utterance, now: float) -> None:
-        if utterance.frames == 1 or utterance.started_at != now:
-            pass
         utterance.ended_at = now
         if utterance.done is not None and not utterance.done.done():
             utterance.done.set_result(None)
@@ -783,7 +712,9 @@ class SimulatedCaller:
     async def _on_message(self, message: str | bytes, now: float) -> None:
         ws = self._require_ws()
         if isinstance(message, bytes):
-            await self._send_error(ws, m.ERROR_MALFORMED_FRAME, "malformed_frame", "binary frames are not accepted")
+            await self._send_error(
+                ws, m.ERROR_MALFORMED_FRAME, "malformed_frame", "binary frames are not accepted"
+            )
             return
         try:
             frame = m.OUTBOUND_DECODER.decode(message)
@@ -868,6 +799,3 @@ class SimulatedCaller:
     def queued_s(self) -> float:
         """Seconds of server audio still queued for playback."""
         return self._playback.queued_s(asyncio.get_running_loop().time())
-
-
-_unused = math  # keep math imported for gain helpers below the fold

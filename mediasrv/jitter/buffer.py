@@ -27,13 +27,15 @@ Rules:
 4. **Duplicates and late frames are dropped.** A counter already held or released as real audio is
    a duplicate; one whose slot was concealed or jumped over is late.
 5. **Counter reset.** The shell calls ``reset()`` when a new stream starts (a new ``start``). As a
-   safety net, a frame more than ``reset_behind_frames`` behind the next expected counter is
-   taken for a restarted counter: what is held is released as is and the buffer restarts there.
+   safety net, a frame more than ``reset_behind_frames`` behind the next expected counter is kept
+   aside; if the next push is one of its ``RESET_CONFIRM_FRAMES`` successors, the counter has
+   restarted: what is held is released as is and the buffer restarts at the kept frame. Any other
+   next push makes the kept frame late (one stray old frame never restarts the count).
 6. **Bounded memory.** Held frames are bounded by rule 2; released frames the shell has not
    popped are bounded by ``max_ready_frames`` (oldest dropped, ``overflow_drops``).
 7. **Payloads pass through.** Telnyx does not document the inbound frame size, so a payload of
-   any length is released as it came (``frame_bytes`` only sizes concealment before the first
-   real frame).
+   any length is released as it came, and concealment takes the size of the last real frame
+   (``frame_bytes`` sizes the silence frame).
 
 Stats (``stats``) obey ``received == released + duplicates + late + held`` where ``released``
 counts real frames only and ``concealed`` counts invented ones.
@@ -68,6 +70,8 @@ MAX_WAIT_S: Final = 0.04
 MAX_DEPTH_FRAMES: Final = 50
 MAX_CONCEAL_FRAMES: Final = 50
 RESET_BEHIND_FRAMES: Final = 100
+RESET_CONFIRM_FRAMES: Final = 3
+"""A far-behind frame restarts the count if the next push is at most this many counters above it."""
 MAX_READY_FRAMES: Final = 250
 REPEAT_CONCEAL_FRAMES: Final = 3
 """Consecutive concealed frames that repeat (attenuated) audio before silence takes over."""
@@ -161,7 +165,7 @@ class InboundBuffer:
         """Create an empty buffer; the first ``push`` sets the counter it expects.
 
         Args:
-            frame_bytes: size of a concealment frame before any real frame was seen.
+            frame_bytes: the usual frame size (sizes the silence frame).
             max_wait_s: how long a hole is waited for after the first frame above it arrived.
             max_depth_frames: the most frames (holes included) the buffer may span.
             silence: one silence frame of the codec (its first byte is the silence byte).
@@ -199,8 +203,9 @@ class InboundBuffer:
         self._held: dict[int, tuple[bytes, float]] = {}
         self._deadline_s = math.inf  # inf while nothing is held
         self._received_bits = 0  # bit k set: counter next_seq-1-k was released as real audio
-        self._last_payload: bytes | None = None
+        self._last_payload = self._silence  # what concealment repeats
         self._conceal_run = 0
+        self._reset_candidate: tuple[int, bytes] | None = None  # a far-behind frame, see rule 5
 
     # ------------------------------------------------------------------ public API
 
@@ -216,8 +221,9 @@ class InboundBuffer:
         self._deadline_s = math.inf
         self._ready.clear()
         self._received_bits = 0
-        self._last_payload = None
+        self._last_payload = self._silence
         self._conceal_run = 0
+        self._reset_candidate = None
 
     def push(self, seq: int, payload: bytes, now: float) -> None:
         """Take one inbound frame; never raises for a peer's odd input.
@@ -233,7 +239,7 @@ class InboundBuffer:
         if now + _EPS_S >= self._deadline_s:
             self._expire(now)
         nxt = self._next_seq
-        if seq == nxt and not self._held:  # fast path: in order, nothing held
+        if seq == nxt and not self._held and self._reset_candidate is None:  # fast path: in order
             self._release(seq, payload)
             self._max_seq = seq
             return
@@ -242,8 +248,14 @@ class InboundBuffer:
             self._release(seq, payload)
             return
         ahead = seq - nxt
+        if -ahead > self._reset_behind_frames:
+            self._push_far_behind(seq, payload, now)
+            return
+        if self._reset_candidate is not None:  # the kept far-behind frame was a stray
+            self._reset_candidate = None
+            self._late += 1
         if ahead < 0:
-            self._push_behind(seq, payload, nxt - 1 - seq)
+            self._push_behind(-ahead - 1)
         elif seq in self._held:
             self._duplicates += 1
         else:
@@ -333,23 +345,36 @@ class InboundBuffer:
         self._last_payload = payload
         self._conceal_run = 0
 
-    def _push_behind(self, seq: int, payload: bytes, behind: int) -> None:
-        """Classify a frame below the expected counter: duplicate, late, or a counter reset."""
-        if behind < self._reset_behind_frames:
-            if (self._received_bits >> behind) & 1:
-                self._duplicates += 1
-            else:
-                self._late += 1
+    def _push_behind(self, behind: int) -> None:
+        """Count a dropped frame ``behind`` counters below the last released one."""
+        if (self._received_bits >> behind) & 1:
+            self._duplicates += 1
+        else:
+            self._late += 1
+
+    def _push_far_behind(self, seq: int, payload: bytes, now: float) -> None:
+        """Keep a far-behind frame aside, or restart the count if it confirms the kept one."""
+        candidate = self._reset_candidate
+        self._reset_candidate = (seq, payload)
+        if candidate is None:
             return
-        # Far behind: the counter restarted (a new stream). Keep what arrived, then start over.
+        if not 0 < seq - candidate[0] <= RESET_CONFIRM_FRAMES:
+            self._late += 1  # the previously kept frame was a stray
+            return
+        # The counter restarted (a new stream). Keep what arrived, then start over.
+        self._reset_candidate = None
         for held_seq in sorted(self._held):
             self._release(held_seq, self._held[held_seq][0])
         self._held.clear()
         self._deadline_s = math.inf
         self._resyncs += 1
         self._received_bits = 0
-        self._next_seq = self._max_seq = seq
-        self._release(seq, payload)
+        self._release(candidate[0], candidate[1])
+        self._max_seq = seq
+        if seq == self._next_seq:
+            self._release(seq, payload)
+        else:
+            self._hold(seq, payload, now)
 
     def _hold(self, seq: int, payload: bytes, now: float) -> None:
         """Hold a frame above a hole; resolve holes at once while the depth is over the limit."""
@@ -399,13 +424,12 @@ class InboundBuffer:
     def _conceal(self, seq: int) -> None:
         """Release an invented frame for the missing counter ``seq``."""
         last = self._last_payload
-        size = len(last) if last is not None else self._frame_bytes
-        if self._repeat and last is not None and self._conceal_run < REPEAT_CONCEAL_FRAMES:
+        if self._repeat and self._conceal_run < REPEAT_CONCEAL_FRAMES:
             payload = last.translate(ULAW_HALF_GAIN)
-        elif size == len(self._silence):
+        elif len(last) == len(self._silence):
             payload = self._silence
         else:
-            payload = self._silence_byte * size
+            payload = self._silence_byte * len(last)
         ready = self._ready
         ready.append(InFrame(seq, payload, True))
         if len(ready) > self._max_ready_frames:

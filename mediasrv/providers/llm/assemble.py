@@ -103,7 +103,9 @@ class OpenAIAssembler:
         if chunk.error is not None:
             kind = chunk.error.type or str(chunk.error.code or "error")
             self.failure = StreamFailure(
-                kind=kind, message=chunk.error.message or "error in stream", retryable=kind in RETRYABLE_ERROR_KINDS
+                kind=kind,
+                message=chunk.error.message or "error in stream",
+                retryable=kind in RETRYABLE_ERROR_KINDS,
             )
             return
         for choice in chunk.choices:
@@ -158,7 +160,9 @@ class OpenAIAssembler:
         piece = fragment.function.arguments if fragment.function is not None else None
         if piece:
             call.parts.append(piece)
-        self._events.append(ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments_delta=piece or ""))
+        self._events.append(
+            ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments_delta=piece or "")
+        )
 
     def _flush_calls(self) -> None:
         self._events.extend(call.finished() for call in self._calls)
@@ -176,6 +180,7 @@ class AnthropicAssembler:
     def __init__(self) -> None:
         self._events: list[LLMEvent] = []
         self._blocks: dict[int, _OpenCall] = {}
+        self._tool_count = 0
         self._stop_reason: str | None = None
         self._input_tokens = 0
         self._output_tokens = 0
@@ -197,8 +202,13 @@ class AnthropicAssembler:
         elif kind == "content_block_start":
             block = event.content_block
             if block is not None and block.type == "tool_use":
-                self._blocks[event.index] = _OpenCall(event.index, block.id, block.name)
-                self._events.append(ToolCallDelta(index=event.index, id=block.id, name=block.name, arguments_delta=""))
+                # ToolCall.index counts tool calls (as OpenAI's does), not content blocks
+                call = _OpenCall(self._tool_count, block.id, block.name)
+                self._tool_count += 1
+                self._blocks[event.index] = call
+                self._events.append(
+                    ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments_delta="")
+                )
             elif block is not None and block.type == "text" and block.text:
                 self._events.append(TextDelta(block.text))
         elif kind == "content_block_stop":
@@ -215,7 +225,9 @@ class AnthropicAssembler:
             error = event.error
             err_kind = error.type if error is not None else "error"
             message = error.message if error is not None else "error in stream"
-            self.failure = StreamFailure(kind=err_kind, message=message, retryable=err_kind in RETRYABLE_ERROR_KINDS)
+            self.failure = StreamFailure(
+                kind=err_kind, message=message, retryable=err_kind in RETRYABLE_ERROR_KINDS
+            )
         # "ping" and unknown event types are ignored ("handle unknown event types gracefully").
 
     def receive_end(self) -> None:
@@ -240,7 +252,9 @@ class AnthropicAssembler:
             if call is not None and delta.partial_json:
                 call.parts.append(delta.partial_json)
                 self._events.append(
-                    ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments_delta=delta.partial_json)
+                    ToolCallDelta(
+                        index=call.index, id=call.id, name=call.name, arguments_delta=delta.partial_json
+                    )
                 )
 
     def _message_fields(self, event: AnthropicEvent) -> None:
@@ -255,6 +269,8 @@ class AnthropicAssembler:
 
     def _finish(self, *, truncated: bool) -> None:
         self._ended = True
-        reason = None if self._stop_reason is None else _STOP_REASONS.get(self._stop_reason, self._stop_reason)
+        reason = (
+            None if self._stop_reason is None else _STOP_REASONS.get(self._stop_reason, self._stop_reason)
+        )
         usage = Usage(prompt_tokens=self._input_tokens, completion_tokens=self._output_tokens)
         self._events.append(Done(finish_reason=reason, usage=usage, truncated=truncated or reason is None))

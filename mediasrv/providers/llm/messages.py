@@ -136,7 +136,7 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AnthropicBlock(msgspec.Struct, frozen=True, kw_only=True):
-    """``content_block`` of ``content_block_start``: ``text``, ``tool_use`` (``id``, ``name``) or ``thinking``."""
+    """``content_block`` of ``content_block_start``: type ``text``, ``tool_use`` or ``thinking``."""
 
     type: str
     text: str = ""

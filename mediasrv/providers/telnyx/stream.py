@@ -67,6 +67,9 @@ class StreamState(enum.Enum):
     STOPPED = "stopped"
 
 
+_STREAMING: Final = StreamState.STREAMING
+_STOPPED: Final = StreamState.STOPPED
+
 # --------------------------------------------------------------------------- events
 
 
@@ -151,11 +154,6 @@ Event = (
 )
 
 
-def _counter(value: m.Counter) -> int:
-    """Telnyx counters are decimal strings; ``int()`` raises ValueError on anything else."""
-    return value if isinstance(value, int) else int(value)
-
-
 class TelnyxStream:
     """Sans-I/O session core for one Telnyx media WebSocket.
 
@@ -204,13 +202,11 @@ class TelnyxStream:
             fault = m.classify_decode_error(exc)
             self._reject(fault.value, data, exc, unknown=fault is m.DecodeFault.UNKNOWN_EVENT)
             return
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("< %s", type(frame).__name__)
         self._dispatch(frame, data, now)
 
     def _dispatch(self, frame: m.InboundFrame, data: str | bytes, now: float) -> None:
         """The one dispatch point for the inbound union."""
-        if self.state is StreamState.STOPPED:
+        if self.state is _STOPPED:
             self._reject("frame_after_stop", data, None)
         elif isinstance(frame, m.Media):
             self._on_media(frame, data, now)
@@ -232,13 +228,14 @@ class TelnyxStream:
     def _on_media(self, frame: m.Media, data: str | bytes, now: float) -> None:
         body = frame.media
         try:
-            seq = _counter(frame.sequence_number)
-            chunk = _counter(body.chunk)
-            timestamp_ms = _counter(body.timestamp)
+            # Telnyx counters are decimal strings ("4"); int() also passes a bare int through.
+            seq = int(frame.sequence_number)
+            chunk = int(body.chunk)
+            timestamp_ms = int(body.timestamp)
         except ValueError as exc:
             self._reject("bad_counter", data, exc)
             return
-        if self.state is not StreamState.STREAMING:
+        if self.state is not _STREAMING:
             self.media_before_start += 1
         self._events.append(
             MediaReceived(

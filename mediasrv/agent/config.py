@@ -1,0 +1,137 @@
+"""Agent configuration: everything an agent carries, as msgspec Structs, loaded from JSON or TOML.
+
+A config error is a :class:`~mediasrv.errors.ConfigError` whose message names the field
+(msgspec reports the JSON path, e.g. ``$.llm.temperature``); it is raised when the agent is
+loaded, never in the middle of a call.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from mediasrv.errors import ConfigError
+
+
+class LLMConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which LLM answers and how."""
+
+    provider: Literal["openai", "xai", "groq", "anthropic", "compatible"] = "openai"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    temperature: float = 0.6
+    max_tokens: int = 200
+
+
+class STTConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Speech-to-text settings (Soniox real-time)."""
+
+    provider: Literal["soniox"] = "soniox"
+    model: str = "stt-rt-v4"
+    language_hints: list[str] = msgspec.field(default_factory=lambda: ["en"])
+    context: str | None = None
+    max_endpoint_delay_ms: int = 500
+
+
+class TTSConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Text-to-speech settings (ElevenLabs multi-context WebSocket)."""
+
+    provider: Literal["elevenlabs"] = "elevenlabs"
+    model: str = "eleven_flash_v2_5"
+    voice_id: str = "21m00Tcm4TlvDq8ikWAM"
+    output_format: Literal["ulaw_8000", "pcm_16000", "pcm_22050", "pcm_24000"] = "ulaw_8000"
+    speed: float = 1.0
+
+
+class DeadAirConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What to do when the line goes quiet."""
+
+    after_s: float = 10.0
+    check_in: str = "Are you still there?"
+    max_check_ins: int = 2
+    goodbye: str = "I'll let you go now. Goodbye!"
+
+
+class VoicemailConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Voicemail / IVR handling in the first seconds of a call."""
+
+    detect: bool = True
+    window_s: float = 30.0
+    action: Literal["hangup", "leave_message"] = "hangup"
+    message: str = ""
+
+
+class Variable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A value the agent collects from the caller."""
+
+    name: str
+    description: str = ""
+    type: Literal["string", "number", "date", "phone", "email", "boolean"] = "string"
+    mandatory: bool = False
+
+
+class Transition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An edge of the call flow."""
+
+    to: str
+    when: str
+    """A plain-language condition the LLM judges (or ``always``)."""
+
+
+class Node(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A call-flow node."""
+
+    id: str
+    type: Literal["conversation", "function", "ending", "transfer"] = "conversation"
+    prompt: str = ""
+    script: str | None = None
+    variables: list[str] = []
+    transitions: list[Transition] = []
+    webhook: str | None = None
+    timeout_s: float = 3.0
+    transfer_to: str | None = None
+
+
+class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One agent, as loaded from ``agents/*.json`` or ``*.toml``."""
+
+    name: str
+    system_prompt: str = "You are a helpful phone agent. Answer in one or two short sentences."
+    first_speaker: Literal["agent", "caller"] = "agent"
+    greeting: str = "Hello! Thanks for calling. How can I help you today?"
+    llm: LLMConfig = msgspec.field(default_factory=LLMConfig)
+    stt: STTConfig = msgspec.field(default_factory=STTConfig)
+    tts: TTSConfig = msgspec.field(default_factory=TTSConfig)
+    history_turns: int = 12
+    knowledge_base: list[str] = []
+    variables: list[Variable] = []
+    nodes: list[Node] = []
+    start_node: str | None = None
+    webhooks: dict[str, str] = {}
+    dead_air: DeadAirConfig = msgspec.field(default_factory=DeadAirConfig)
+    voicemail: VoicemailConfig = msgspec.field(default_factory=VoicemailConfig)
+    speculative: bool = True
+    """Start the reply on the caller's pause, before the turn is confirmed."""
+
+
+def load_agent(path: str | os.PathLike[str]) -> AgentConfig:
+    """Load and validate an agent file (``.json`` or ``.toml``).
+
+    Raises:
+        ConfigError: unreadable file, or a field with a wrong name/type (the message names it).
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"agent: cannot read {p}: {exc.strerror}") from exc
+    try:
+        if p.suffix == ".toml":
+            return msgspec.convert(tomllib.loads(raw.decode()), type=AgentConfig)
+        return msgspec.json.decode(raw, type=AgentConfig)
+    except (msgspec.ValidationError, msgspec.DecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"agent {p.name}: {exc}") from exc

@@ -1,0 +1,427 @@
+"""The voice-agent behaviour of a call: STT -> turn detector -> LLM -> TTS -> pacer.
+
+Theory of operation (one call):
+
+* Every inbound 20 ms frame goes to the STT untouched (mu-law passthrough) and to the VAD;
+  the VAD result and the STT's transcript feed the :class:`~mediasrv.turns.TurnDetector`,
+  in audio time (20 ms per frame received).
+* ``user_paused`` (a tentative end of turn) starts a **speculative reply** from the partial
+  transcript and asks the STT to finalize. The reply streams LLM text into its own TTS
+  context at once, but its audio is held back: nothing speculative is played before the
+  end of turn. ``user_resumed`` cancels it (LLM stream closed, TTS context closed).
+* ``end_of_turn`` commits: if the final transcript matches what the speculation used
+  (after normalising), the held audio is released to the pacer; otherwise the speculation
+  is cancelled and a new reply starts from the final text. Hits and misses are counted.
+* ``barge_in`` while the agent talks: in the same frame the pacer is cleared and Telnyx
+  ``clear`` sent; then the TTS context is closed and the LLM stream cancelled. The history
+  keeps only what the caller heard (played audio, in proportion to the reply's text).
+* Replies are cut by :class:`~mediasrv.agent.clauses.ClauseSplitter`: the first clause goes
+  to the TTS as soon as it is complete, while the LLM still streams.
+
+Every stage is stamped into the turn's :class:`~mediasrv.timing.TurnTimeline`; the summary
+is logged as one JSON line per turn and handed to ``on_turn`` listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from mediasrv.agent.clauses import ClauseSplitter, normalise
+from mediasrv.agent.config import AgentConfig
+from mediasrv.agent.ports import (
+    LlmDelta,
+    LLMPort,
+    SttEndpoint,
+    SttFailure,
+    SttText,
+    STTPort,
+    TtsAudio,
+    TtsDone,
+    TTSPort,
+)
+from mediasrv.call import CallHandle
+from mediasrv.providers.telnyx.stream import StreamStarted
+from mediasrv.timing import TurnSummary, TurnTimeline
+from mediasrv.turns import BargeIn, EndOfTurn, TurnDetector, UserPaused, UserResumed
+from mediasrv.vad import VoiceActivityDetector
+
+log = logging.getLogger("mediasrv.agent")
+turn_log = logging.getLogger("mediasrv.turns")
+
+FRAME_MS = 20
+ULAW_BYTES_PER_MS = 8
+
+
+class CallCounters(msgspec.Struct, kw_only=True):
+    """Per-call agent counters."""
+
+    turns: int = 0
+    speculative_hits: int = 0
+    speculative_misses: int = 0
+    speculative_cancelled: int = 0
+    barge_ins: int = 0
+    stt_failures: int = 0
+    llm_failures: int = 0
+
+
+class Reply:
+    """One agent reply: an LLM stream (or fixed text) feeding one TTS context.
+
+    Audio is held until :meth:`commit`; after that every chunk goes to the pacer at once.
+    """
+
+    def __init__(self, runner: AgentRunner, timeline: TurnTimeline, *, prompt_text: str, speculative: bool) -> None:
+        self.runner = runner
+        self.timeline = timeline
+        self.prompt_text = prompt_text
+        self.speculative = speculative
+        self.context_id = runner.tts.new_context()
+        self.committed = False
+        self.cancelled = False
+        self.done = False
+        self.text_sent = ""
+        self.held: list[bytes] = []
+        self.audio_ms = 0.0
+        self.played_from_ms = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def start_llm(self, messages: list[dict[str, Any]]) -> None:
+        """Stream the LLM's answer into the TTS context (in a task)."""
+        self.task = asyncio.create_task(self._run_llm(messages), name=f"reply-{self.context_id}")
+
+    def start_fixed(self, text: str) -> None:
+        """Speak a fixed text (greeting, check-in) through the TTS context."""
+        self.task = asyncio.create_task(self._run_fixed(text), name=f"say-{self.context_id}")
+
+    async def _run_fixed(self, text: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.timeline.stamp("tts_first_text", loop.time())
+        self.text_sent = text
+        await self.runner.tts.send_text(self.context_id, text)
+        await self.runner.tts.end(self.context_id)
+
+    async def _run_llm(self, messages: list[dict[str, Any]]) -> None:
+        loop = asyncio.get_running_loop()
+        tl = self.timeline
+        tl.stamp("llm_start", loop.time(), overwrite=True)
+        splitter = ClauseSplitter()
+        try:
+            async for ev in self.runner.llm.stream(messages, purpose="reply"):
+                if not isinstance(ev, LlmDelta) or not ev.text:
+                    continue
+                tl.stamp("llm_ttft", ev.at)
+                for piece in splitter.push(ev.text):
+                    await self._speak(piece)
+            tl.stamp("llm_done", loop.time())
+            rest = splitter.flush()
+            if rest.strip():
+                await self._speak(rest)
+            await self.runner.tts.end(self.context_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.runner.counters.llm_failures += 1
+            log.warning("call %s: reply failed: %s", self.runner.call_id, exc)
+            if not self.text_sent:
+                await self._speak(self.runner.config.dead_air.check_in if False else "Sorry, could you say that again?")
+            await self.runner.tts.end(self.context_id)
+
+    async def _speak(self, piece: str) -> None:
+        if not self.text_sent:
+            self.timeline.stamp("tts_first_text", asyncio.get_running_loop().time())
+        self.text_sent += piece
+        await self.runner.tts.send_text(self.context_id, piece)
+
+    def on_audio(self, chunk: TtsAudio) -> None:
+        """A TTS chunk for this reply arrived."""
+        if self.cancelled:
+            return
+        self.timeline.stamp("tts_ttfb", chunk.at)
+        self.audio_ms += len(chunk.ulaw) / ULAW_BYTES_PER_MS
+        if self.committed:
+            self.runner.play(self, chunk.ulaw)
+        else:
+            self.held.append(chunk.ulaw)
+
+    def on_done(self) -> None:
+        """The TTS context finished."""
+        self.done = True
+        if self.committed and not self.cancelled:
+            self.runner.finish_utterance(self)
+
+    def commit(self) -> None:
+        """Release held audio and play the rest as it comes."""
+        self.committed = True
+        for ulaw in self.held:
+            self.runner.play(self, ulaw)
+        self.held.clear()
+        if self.done:
+            self.runner.finish_utterance(self)
+
+    async def cancel(self) -> None:
+        """Stop the LLM stream and the TTS context; drop held audio."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        self.held.clear()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        with contextlib.suppress(Exception):
+            await self.runner.tts.close_context(self.context_id)
+
+    def heard_text(self, played_ms: float) -> str:
+        """The part of the reply's text the caller heard, by the share of audio played."""
+        if self.audio_ms <= 0 or not self.text_sent:
+            return ""
+        share = min(1.0, played_ms / self.audio_ms)
+        words = self.text_sent.split()
+        return " ".join(words[: int(round(len(words) * share))])
+
+
+class AgentRunner:
+    """The agent behaviour of one call (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        stt: STTPort,
+        llm: LLMPort,
+        tts: TTSPort,
+        on_turn: Callable[[TurnSummary], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.stt = stt
+        self.llm = llm
+        self.tts = tts
+        self.on_turn = on_turn
+        self.call: CallHandle | None = None
+        self.call_id = "-"
+        self.vad = VoiceActivityDetector()
+        self.turns = TurnDetector()
+        self.counters = CallCounters()
+        self.history: list[dict[str, Any]] = []
+        self.audio_ms = 0
+        self.turn_index = 0
+        self.timeline: TurnTimeline | None = None
+        self.speculation: Reply | None = None
+        self.speaking: Reply | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self.summaries: list[TurnSummary] = []
+
+    # ----------------------------------------------------------------- Behaviour
+    async def start(self, call: CallHandle, started: StreamStarted) -> None:
+        """Open the providers; speak the greeting if the agent speaks first."""
+        self.call = call
+        self.call_id = call.call_id
+        await asyncio.gather(self.stt.open(), self.tts.open())
+        self._tasks.append(asyncio.create_task(self._stt_loop(), name=f"stt-{self.call_id}"))
+        self._tasks.append(asyncio.create_task(self._tts_loop(), name=f"tts-{self.call_id}"))
+        if self.config.first_speaker == "agent" and self.config.greeting:
+            tl = TurnTimeline(self.call_id, 0)
+            tl.text = ""
+            tl.reply = self.config.greeting
+            tl.stamp("eot", asyncio.get_running_loop().time())
+            reply = Reply(self, tl, prompt_text="", speculative=False)
+            reply.start_fixed(self.config.greeting)
+            reply.commit()
+            self.speaking = reply
+            self.history.append({"role": "assistant", "content": self.config.greeting})
+
+    def on_audio(self, ulaw: bytes, now: float) -> None:
+        """Per 20 ms frame: STT passthrough, VAD, turn detection."""
+        self.stt.send_audio(ulaw)
+        self.audio_ms += FRAME_MS
+        self.turns.set_agent_speaking(self._agent_audible(), self.audio_ms)
+        self.turns.on_vad(self.vad.process_ulaw(ulaw), self.audio_ms)
+        self._handle_turn_events(now)
+
+    def on_mark(self, name: str, now: float) -> None:
+        """Marks are tracked by the pacer; nothing more to do here."""
+
+    def on_dtmf(self, digit: str, now: float) -> None:
+        """DTMF is logged; call flows can act on it later."""
+        log.info("call %s: dtmf %s", self.call_id, digit)
+
+    async def close(self) -> None:
+        """Cancel replies and close the providers."""
+        self._closed = True
+        for reply in (self.speculation, self.speaking):
+            if reply is not None:
+                await reply.cancel()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await asyncio.gather(self.stt.close(), self.tts.close(), return_exceptions=True)
+
+    # ----------------------------------------------------------------- helpers
+    def _agent_audible(self) -> bool:
+        return self.call is not None and self.call.is_speaking()
+
+    def play(self, reply: Reply, ulaw: bytes) -> None:
+        """Send a committed reply's audio to the pacer."""
+        if self.call is None:
+            return
+        if reply.timeline.get("first_frame") is None:
+            reply.timeline.stamp("first_frame", asyncio.get_running_loop().time())
+        self.call.play(ulaw)
+
+    def finish_utterance(self, reply: Reply) -> None:
+        """A committed reply has all its audio queued: pad, mark, and report the turn."""
+        if self.call is None:
+            return
+        self.call.end_utterance()
+        self.call.mark(f"reply-{reply.timeline.turn}")
+        self._report(reply.timeline)
+
+    def _report(self, tl: TurnTimeline) -> None:
+        s = tl.summary()
+        self.summaries.append(s)
+        turn_log.info("%s", msgspec.json.encode(s).decode())
+        if self.on_turn is not None:
+            self.on_turn(s)
+
+    # ----------------------------------------------------------------- STT / TTS loops
+    async def _stt_loop(self) -> None:
+        async for ev in self.stt.events():
+            if isinstance(ev, SttText):
+                self.turns.on_tokens(ev.final_delta, ev.nonfinal, self.audio_ms)
+            elif isinstance(ev, SttEndpoint):
+                if self.timeline is not None:
+                    self.timeline.stamp("stt_final", ev.at)
+                self.turns.on_endpoint(ev.kind, self.audio_ms)
+            elif isinstance(ev, SttFailure):
+                self.counters.stt_failures += 1
+                log.warning("call %s: STT failed: %s", self.call_id, ev.message)
+            self._handle_turn_events(asyncio.get_running_loop().time())
+
+    async def _tts_loop(self) -> None:
+        async for ev in self.tts.events():
+            reply = self._reply_for(ev.context_id)
+            if reply is None:
+                continue
+            if isinstance(ev, TtsAudio):
+                reply.on_audio(ev)
+            elif isinstance(ev, TtsDone):
+                reply.on_done()
+
+    def _reply_for(self, context_id: str) -> Reply | None:
+        for r in (self.speaking, self.speculation):
+            if r is not None and r.context_id == context_id:
+                return r
+        return None
+
+    # ----------------------------------------------------------------- turn events
+    def _handle_turn_events(self, now: float) -> None:
+        for ev in self.turns.events_received():
+            if isinstance(ev, UserPaused):
+                self._on_paused(ev, now)
+            elif isinstance(ev, UserResumed):
+                self._spawn(self._drop_speculation(counted=True))
+            elif isinstance(ev, EndOfTurn):
+                self._on_end_of_turn(ev, now)
+            elif isinstance(ev, BargeIn):
+                self._on_barge_in(now)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+
+    def _new_timeline(self, now: float) -> TurnTimeline:
+        if self.timeline is None:
+            self.turn_index += 1
+            self.timeline = TurnTimeline(self.call_id, self.turn_index)
+        return self.timeline
+
+    def _messages(self, user_text: str) -> list[dict[str, Any]]:
+        window = self.history[-2 * self.config.history_turns :]
+        return [{"role": "system", "content": self.config.system_prompt}, *window, {"role": "user", "content": user_text}]
+
+    def _on_paused(self, ev: UserPaused, now: float) -> None:
+        tl = self._new_timeline(now)
+        tl.stamp("user_paused", now)
+        tl.stamp("vad_end", now)
+        self.stt.finalize()
+        text = getattr(ev, "text", "") or ""
+        if not self.config.speculative or not text.strip():
+            return
+        if self.speculation is not None:
+            self._spawn(self._drop_speculation(counted=True))
+        reply = Reply(self, tl, prompt_text=text, speculative=True)
+        reply.start_llm(self._messages(text))
+        self.speculation = reply
+
+    async def _drop_speculation(self, *, counted: bool) -> None:
+        spec, self.speculation = self.speculation, None
+        if spec is not None:
+            if counted:
+                self.counters.speculative_cancelled += 1
+            await spec.cancel()
+
+    def _on_end_of_turn(self, ev: EndOfTurn, now: float) -> None:
+        tl = self._new_timeline(now)
+        tl.stamp("eot", now)
+        tl.stamp("vad_end", now)
+        text = getattr(ev, "text", "") or ""
+        tl.text = text
+        self.counters.turns += 1
+        self.timeline = None
+        spec = self.speculation
+        self.speculation = None
+        if spec is not None and normalise(spec.prompt_text) == normalise(text):
+            self.counters.speculative_hits += 1
+            tl.speculative = "hit"
+            reply = spec
+        else:
+            if spec is not None:
+                self.counters.speculative_misses += 1
+                tl.speculative = "miss"
+                self._spawn(spec.cancel())
+            if not text.strip():
+                return
+            reply = Reply(self, tl, prompt_text=text, speculative=False)
+            reply.start_llm(self._messages(text))
+        self.history.append({"role": "user", "content": text})
+        previous = self.speaking
+        self.speaking = reply
+        if previous is not None and previous is not reply and not previous.done:
+            self._spawn(previous.cancel())
+        reply.commit()
+        reply.task and reply.task.add_done_callback(lambda _t, r=reply: self._remember_reply(r))
+
+    def _remember_reply(self, reply: Reply) -> None:
+        if not reply.cancelled and reply.text_sent:
+            reply.timeline.reply = reply.text_sent
+            self.history.append({"role": "assistant", "content": reply.text_sent})
+
+    def _on_barge_in(self, now: float) -> None:
+        reply = self.speaking
+        if self.call is None or reply is None:
+            return
+        report = self.call.clear()
+        self.counters.barge_ins += 1
+        reply.timeline.barge_in = True
+        heard = reply.heard_text(report.played_ms)
+        reply.cancelled_heard = heard  # type: ignore[attr-defined]
+        self.speaking = None
+        if self.history and self.history[-1].get("role") == "assistant" and self.history[-1]["content"] == reply.text_sent:
+            self.history[-1] = {"role": "assistant", "content": heard}
+        elif heard:
+            self.history.append({"role": "assistant", "content": heard})
+        self._spawn(reply.cancel())
