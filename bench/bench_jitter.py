@@ -23,7 +23,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
-CORPUS_WAV = Path("/work/shared/corpus/dev/dev002.wav")
+CORPUS_DIR = Path("/work/shared/corpus/dev")
 FRAME_BYTES = 160
 FRAME_S = 0.020
 REALTIME_BUDGET_S = 0.02 * FRAME_S  # 2 % of a frame: 400 us
@@ -31,11 +31,16 @@ LAP_FRAMES = 500  # the reordered stream repeats with this period (counters keep
 
 
 def _speech_ulaw() -> bytes:
-    with wave.open(str(CORPUS_WAV), "rb") as wav:
-        assert (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) == (8000, 2, 1)
-        pcm = wav.readframes(wav.getnframes())
+    """Enough recorded calls, back to back, for one lap plus a chunk (a few corpus files)."""
+    pcm = b""
+    for path in sorted(CORPUS_DIR.glob("dev*.wav")):
+        with wave.open(str(path), "rb") as wav:
+            assert (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) == (8000, 2, 1)
+            pcm += wav.readframes(wav.getnframes())
+        if len(pcm) > 2 * (LAP_FRAMES + 1) * FRAME_BYTES:
+            break
     ulaw = audioop.lin2ulaw(pcm, 2)
-    assert len(ulaw) >= LAP_FRAMES * FRAME_BYTES
+    assert len(ulaw) > (LAP_FRAMES + 1) * FRAME_BYTES
     return ulaw
 
 
@@ -69,24 +74,22 @@ class InOrderFeed:
         return out
 
 
-def _reordered_arrival(rng: random.Random) -> tuple[list[int], set[int]]:
-    """One lap: 10 % of frames swapped with a neighbour, 3 % pushed 2-4 places later, 1 % lost."""
-    order = list(range(LAP_FRAMES))
-    for i in range(LAP_FRAMES - 5):
-        r = rng.random()
-        if r < 0.10:
-            order[i], order[i + 1] = order[i + 1], order[i]
-        elif r < 0.13:
-            order.insert(i + rng.randint(2, 4), order.pop(i))
+def _reordered_arrival(rng: random.Random) -> tuple[list[tuple[float, int]], set[int]]:
+    """One lap of (arrival time, frame index): each frame 0-35 ms late (exponential, mean 8 ms),
+    so about a third arrive after a later frame; 1 % are lost. A hole is noticed no earlier than
+    20 ms before its frame was due and waited for 40 ms, so only lost frames are concealed.
+    """
     lost = {i for i in range(5, LAP_FRAMES - 5) if rng.random() < 0.01}
-    return [i for i in order if i not in lost], lost
+    arrival = [(i * FRAME_S + min(rng.expovariate(1 / 0.008), 0.035), i) for i in range(LAP_FRAMES)]
+    return sorted(a for a in arrival if a[1] not in lost), lost
 
 
 ARRIVAL, LOST = _reordered_arrival(random.Random(7))
+LAP_S = LAP_FRAMES * FRAME_S
 
 
 class ReorderedFeed:
-    """One frame per call from a shuffled, lossy stream; 20 ms per arrival, so holes time out."""
+    """One frame per call from a shuffled, lossy stream, at its arrival time."""
 
     def __init__(self) -> None:
         self.buf = InboundBuffer()
@@ -95,12 +98,11 @@ class ReorderedFeed:
 
     def step(self) -> list[InFrame]:
         lap, pos = divmod(self.k, len(ARRIVAL))
-        i = ARRIVAL[pos]
+        arrival_s, i = ARRIVAL[pos]
+        self.now = 1000.0 + lap * LAP_S + arrival_s
         self.buf.push(lap * LAP_FRAMES + i, FRAMES[i], self.now)
-        out = self.buf.pop_ready(self.now)
         self.k += 1
-        self.now += FRAME_S
-        return out
+        return self.buf.pop_ready(self.now)
 
 
 @pytest.mark.benchmark(group="jitter-inbound push + pop_ready per frame")

@@ -187,7 +187,7 @@ class MediaCall:
                 log.exception("call %s: behaviour close failed", self.call_id)
             if not self.ws.closed:
                 await self.ws.close()
-            self.stats.malformed = self.stream.malformed
+            self.stats.malformed = self.stream.malformed + self.stream.unknown_events
             log.info("call %s ended: %s", self.call_id, msgspec.json.encode(self.stats).decode())
         return self.stats
 
@@ -213,7 +213,9 @@ class MediaCall:
             elif isinstance(ev, tstream.StreamStopped):
                 self._closing = True
             elif isinstance(ev, tstream.FrameRejected):
-                log.warning("call %s: rejected frame (%s): %.80s", self.call_id, ev.reason, ev.raw_prefix)
+                n = self.stream.malformed + self.stream.unknown_events
+                if n <= 5 or n % 100 == 0:  # sampled: a flood of bad frames must not flood the log
+                    log.warning("call %s: rejected frame #%d (%s): %.80s", self.call_id, n, ev.reason, ev.raw_prefix)
             elif isinstance(ev, tstream.StreamErrored):
                 log.warning("call %s: Telnyx error %s %s: %s", self.call_id, ev.code, ev.title, ev.detail)
 

@@ -154,9 +154,11 @@ async def start_daemon(config: ServerConfig, factory: BehaviourFactory | None = 
         The daemon, its runner (``await runner.cleanup()`` to stop) and the bound port.
     """
     daemon = Daemon(config, factory or default_behaviour_factory(config.mode))
-    runner = web.AppRunner(daemon.make_app(), handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        daemon.make_app(), handle_signals=False, access_log=None, shutdown_timeout=config.drain_timeout_s
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, shutdown_timeout=config.drain_timeout_s)
+    site = web.TCPSite(runner, config.host, config.port)
     await site.start()
     port = config.port
     server = getattr(site, "_server", None)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -476,8 +477,15 @@ class ElevenLabsEmulator:
         self._sockets: set[web.WebSocketResponse] = set()
         self._draining: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
         """Listen on ``host:port`` (0 = any free port).
+
+        Args:
+            host: interface to bind.
+            port: TCP port; 0 picks a free one.
+            ssl_context: serve TLS (``wss://``), e.g. for clients that force ``wss``.
 
         Returns:
             The base URL, e.g. ``ws://127.0.0.1:54321``.
@@ -487,10 +495,10 @@ class ElevenLabsEmulator:
         app.router.add_get("/v1/text-to-speech/{voice_id}/multi-stream-input", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound = self._runner.addresses[0]
-        self.url = f"ws://{bound[0]}:{bound[1]}"
+        self.url = f"{'wss' if ssl_context else 'ws'}://{bound[0]}:{bound[1]}"
         return self.url
 
     async def close(self) -> None:

@@ -182,7 +182,8 @@ PHRASAL_VERBS: Final = frozenset(
 SO_VERBS: Final = frozenset({"think", "hope", "guess", "believe", "say", "said", "do", "did", "suppose", "tell"})
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
+    """Lower-case words of ``text`` (apostrophes and hyphens kept inside words)."""
     return _WORD_RE.findall(text.lower().replace("\u2019", "'"))
 
 
@@ -276,7 +277,7 @@ def assess_completeness(text: str) -> Assessment:
         The :class:`Assessment`; see the module docstring for the rules and their order.
     """
     stripped = text.strip()
-    words = _words(stripped)
+    words = words_of(stripped)
     if not words:
         return Assessment(Completeness.INCOMPLETE, "empty")
     if stripped.endswith(_DANGLING):

@@ -33,8 +33,8 @@ Rules:
   want their own threshold. ``speech`` is the per-frame decision before hysteresis and
   ``active`` the decision after it.
 
-The G.711 decode uses :func:`mediasrv.codec.ulaw_to_array`'s lookup table when the codec package
-provides one, else a private ITU-T G.711 table built at import.
+The G.711 decode indexes a float32 copy of :data:`mediasrv.codec.ULAW_DECODE_TABLE` (ITU-T G.711)
+straight into a preallocated buffer.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from mediasrv.codec import ULAW_DECODE_TABLE
 from mediasrv.errors import CodecError
 
 SAMPLE_RATE_HZ: Final = 8000
@@ -55,18 +56,8 @@ PITCH_MAX_HZ: Final = 400
 _EPS: Final = 1e-9
 
 
-def _build_ulaw_table() -> NDArray[np.int16]:
-    """Return the 256-entry ITU-T G.711 mu-law -> linear PCM table (as audioop.ulaw2lin)."""
-    codes = np.arange(256, dtype=np.int32)
-    inv = ~codes & 0xFF
-    exponent = (inv >> 4) & 0x07
-    mantissa = inv & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(inv & 0x80, -magnitude, magnitude).astype(np.int16)
-
-
-ULAW_TABLE: Final[NDArray[np.int16]] = _build_ulaw_table()
-_ULAW_TABLE_F32: Final[NDArray[np.float32]] = ULAW_TABLE.astype(np.float32)
+# float32 copy of the codec's 256-entry mu-law table: decoding straight to float32 saves a cast.
+_ULAW_TABLE_F32: Final[NDArray[np.float32]] = ULAW_DECODE_TABLE.astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +83,8 @@ class VadConfig:
     onset_snr_db: float = 9.0
     hold_snr_db: float = 6.0
     min_level_db: float = 30.0
-    voicing_min: float = 0.35
-    onset_frames: int = 3
+    voicing_min: float = 0.3
+    onset_frames: int = 2
     hangover_frames: int = 8
     max_unvoiced_frames: int = 20
     floor_down_rate: float = 0.2

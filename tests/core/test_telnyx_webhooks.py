@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -56,7 +57,7 @@ def envelope(event_type: str, payload_extra: str) -> bytes:
 
 
 class TestEnvelope:
-    def test_call_initiated_inbound_parked(self):
+    def test_call_initiated_inbound_parked(self) -> None:
         body = envelope(
             "call.initiated",
             '"direction":"incoming","from":"+15550001111","to":"+15550002222","caller_id_name":"Alice",'
@@ -76,7 +77,7 @@ class TestEnvelope:
         assert p.connection_id == "1684641123236054244"
         assert p.shaken_stir_validated is True and p.tags == ["vip"]
 
-    def test_call_answered_with_stream(self):
+    def test_call_answered_with_stream(self) -> None:
         body = envelope(
             "call.answered",
             '"from":"+15550001111","to":"+15550002222","state":"answered",'
@@ -88,7 +89,7 @@ class TestEnvelope:
         assert p.state == "answered" and p.stream_track == "inbound_track"
         assert p.stream_url == "wss://media.example.com/api/telnyx/audio-stream"
 
-    def test_call_hangup(self):
+    def test_call_hangup(self) -> None:
         body = envelope(
             "call.hangup",
             '"hangup_cause":"normal_clearing","hangup_source":"caller","sip_hangup_cause":"200",'
@@ -103,13 +104,15 @@ class TestEnvelope:
         ("event_type", "cls"),
         [("streaming.started", StreamingStarted), ("streaming.stopped", StreamingStopped)],
     )
-    def test_streaming_started_stopped(self, event_type, cls):
+    def test_streaming_started_stopped(
+        self, event_type: str, cls: type[StreamingStarted | StreamingStopped]
+    ) -> None:
         p = decode_webhook(envelope(event_type, '"stream_url":"wss://m.example.com/s"')).data.payload
-        assert isinstance(p, cls)
+        assert isinstance(p, (StreamingStarted, StreamingStopped)) and type(p) is cls
         assert p.stream_url == "wss://m.example.com/s"
         assert p.client_state == "aGF2ZSBhIG5pY2UgZGF5ID1d"
 
-    def test_streaming_failed(self):
+    def test_streaming_failed(self) -> None:
         body = envelope(
             "streaming.failed",
             '"failure_reason":"connection_failed","stream_id":"1edb94f9-7ef0-4150-b502-e0ebadfd9491",'
@@ -120,7 +123,7 @@ class TestEnvelope:
         assert p.failure_reason == "connection_failed" and p.stream_type == "websocket"
         assert p.stream_params is not None and p.stream_params.track == "inbound_track"
 
-    def test_playback_started_and_ended(self):
+    def test_playback_started_and_ended(self) -> None:
         started = decode_webhook(
             envelope(
                 "call.playback.started",
@@ -136,13 +139,13 @@ class TestEnvelope:
         ).data.payload
         assert isinstance(ended, CallPlaybackEnded) and ended.status == "completed"
 
-    def test_dtmf_received(self):
+    def test_dtmf_received(self) -> None:
         p = decode_webhook(
             envelope("call.dtmf.received", '"digit":"5","from":"+15550001111","to":"+15550002222"')
         ).data.payload
         assert isinstance(p, CallDtmfReceived) and p.digit == "5"
 
-    def test_unknown_event_is_tolerated(self):
+    def test_unknown_event_is_tolerated(self) -> None:
         body = envelope(
             "call.recording.saved", '"recording_urls":{"mp3":"https://x.example/r.mp3"},"channels":"single"'
         )
@@ -153,14 +156,14 @@ class TestEnvelope:
         assert p.call_control_id == CCI
         assert json.loads(p.raw)["channels"] == "single"
 
-    def test_unknown_event_without_call_fields(self):
+    def test_unknown_event_without_call_fields(self) -> None:
         body = (
             b'{"data":{"event_type":"message.received","id":"1","occurred_at":"x","payload":{"text":"hi"}}}'
         )
         p = decode_webhook(body).data.payload
         assert isinstance(p, UnknownPayload) and p.call_control_id is None
 
-    def test_meta_is_optional(self):
+    def test_meta_is_optional(self) -> None:
         body = (
             '{"data":{"record_type":"event","event_type":"streaming.started","id":"1","occurred_at":"t",'
             '"payload":{"call_control_id":"' + CCI + '"}}}'
@@ -169,17 +172,17 @@ class TestEnvelope:
         assert env.meta is None and isinstance(env.data.payload, StreamingStarted)
 
     @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"data":{}}', b'{"meta":{}}'])
-    def test_not_an_envelope(self, body):
+    def test_not_an_envelope(self, body: bytes) -> None:
         with pytest.raises(RemoteProtocolError):
             decode_webhook(body)
 
-    def test_known_event_with_bad_payload(self):
+    def test_known_event_with_bad_payload(self) -> None:
         with pytest.raises(RemoteProtocolError, match="call.hangup"):
             decode_webhook(
                 b'{"data":{"event_type":"call.hangup","id":"1","occurred_at":"t","payload":{"hangup_cause":1}}}'
             )
 
-    def test_encode_round_trip(self):
+    def test_encode_round_trip(self) -> None:
         payload = CallHangup(
             call_control_id=CCI, hangup_cause="normal_clearing", hangup_source="callee", from_="+1"
         )
@@ -209,16 +212,16 @@ def verifier(signer: WebhookSigner) -> WebhookVerifier:
 
 
 class TestSignature:
-    def test_public_key_is_32_bytes_base64(self, signer):
+    def test_public_key_is_32_bytes_base64(self, signer: WebhookSigner) -> None:
         assert len(base64.b64decode(signer.public_key_b64)) == 32
         assert WebhookSigner(SEED).public_key_b64 == signer.public_key_b64
         assert WebhookSigner().public_key_b64 != signer.public_key_b64
 
-    def test_valid(self, signer, verifier):
+    def test_valid(self, signer: WebhookSigner, verifier: WebhookVerifier) -> None:
         headers = signer.sign(BODY, timestamp=NOW)
         assert verifier.verify(BODY, headers, now=NOW + 1.5) == NOW
 
-    def test_signed_message_is_timestamp_pipe_body(self, signer):
+    def test_signed_message_is_timestamp_pipe_body(self, signer: WebhookSigner) -> None:
         # Independent check with PyNaCl directly: the signature covers b"{ts}|{body}".
         from nacl.signing import VerifyKey
 
@@ -226,49 +229,51 @@ class TestSignature:
         sig = base64.b64decode(headers["telnyx-signature-ed25519"])
         VerifyKey(base64.b64decode(signer.public_key_b64)).verify(f"{NOW}|".encode() + BODY, sig)
 
-    def test_tampered_body(self, signer, verifier):
+    def test_tampered_body(self, signer: WebhookSigner, verifier: WebhookVerifier) -> None:
         headers = signer.sign(BODY, timestamp=NOW)
         tampered = BODY.replace(b"parked", b"bridge")
         with pytest.raises(WebhookRejected) as info:
             verifier.verify(tampered, headers, now=NOW)
         assert info.value.reason == "bad_signature"
 
-    def test_reserialized_body_fails(self, signer, verifier):
+    def test_reserialized_body_fails(self, signer: WebhookSigner, verifier: WebhookVerifier) -> None:
         headers = signer.sign(BODY, timestamp=NOW)
         reserialized = json.dumps(json.loads(BODY)).encode()  # same data, different bytes
         assert reserialized != BODY
         with pytest.raises(WebhookRejected, match="bad_signature"):
             verifier.verify(reserialized, headers, now=NOW)
 
-    def test_wrong_key(self, signer):
+    def test_wrong_key(self, signer: WebhookSigner) -> None:
         headers = signer.sign(BODY, timestamp=NOW)
         other = WebhookVerifier(WebhookSigner(bytes(32)).public_key_b64)
         with pytest.raises(WebhookRejected, match="bad_signature"):
             other.verify(BODY, headers, now=NOW)
 
-    def test_timestamp_is_signed(self, signer, verifier):
+    def test_timestamp_is_signed(self, signer: WebhookSigner, verifier: WebhookVerifier) -> None:
         headers = signer.sign(BODY, timestamp=NOW)
         headers["telnyx-timestamp"] = str(NOW + 1)
         with pytest.raises(WebhookRejected, match="bad_signature"):
             verifier.verify(BODY, headers, now=NOW)
 
     @pytest.mark.parametrize("skew_s", [-300, 300, -299.5, 299.5])
-    def test_inside_window(self, signer, verifier, skew_s):
+    def test_inside_window(self, signer: WebhookSigner, verifier: WebhookVerifier, skew_s: float) -> None:
         assert verifier.verify(BODY, signer.sign(BODY, timestamp=NOW), now=NOW + skew_s) == NOW
 
     @pytest.mark.parametrize("skew_s", [-301, 301, 3600])
-    def test_stale_both_ways(self, signer, verifier, skew_s):
+    def test_stale_both_ways(self, signer: WebhookSigner, verifier: WebhookVerifier, skew_s: float) -> None:
         with pytest.raises(WebhookRejected) as info:
             verifier.verify(BODY, signer.sign(BODY, timestamp=NOW), now=NOW + skew_s)
         assert info.value.reason == "stale"
 
-    def test_custom_tolerance(self, signer):
+    def test_custom_tolerance(self, signer: WebhookSigner) -> None:
         strict = WebhookVerifier(signer.public_key_b64, tolerance_s=10)
         with pytest.raises(WebhookRejected, match="stale"):
             strict.verify(BODY, signer.sign(BODY, timestamp=NOW), now=NOW + 11)
 
     @pytest.mark.parametrize("transform", [str.upper, str.title, str.lower])
-    def test_header_names_case_insensitive(self, signer, verifier, transform):
+    def test_header_names_case_insensitive(
+        self, signer: WebhookSigner, verifier: WebhookVerifier, transform: Callable[[str], str]
+    ) -> None:
         headers = {transform(k): v for k, v in signer.sign(BODY, timestamp=NOW).items()}
         assert verifier.verify(BODY, headers, now=NOW) == NOW
 
@@ -276,7 +281,9 @@ class TestSignature:
         ("drop", "reason"),
         [("telnyx-signature-ed25519", "missing_signature"), ("telnyx-timestamp", "missing_timestamp")],
     )
-    def test_missing_headers(self, signer, verifier, drop, reason):
+    def test_missing_headers(
+        self, signer: WebhookSigner, verifier: WebhookVerifier, drop: str, reason: str
+    ) -> None:
         headers = signer.sign(BODY, timestamp=NOW)
         del headers[drop]
         with pytest.raises(WebhookRejected) as info:
@@ -291,7 +298,14 @@ class TestSignature:
             (None, "yesterday", "bad_timestamp"),
         ],
     )
-    def test_malformed_headers(self, signer, verifier, signature, timestamp, reason):
+    def test_malformed_headers(
+        self,
+        signer: WebhookSigner,
+        verifier: WebhookVerifier,
+        signature: str | None,
+        timestamp: str,
+        reason: str,
+    ) -> None:
         headers = signer.sign(BODY, timestamp=NOW)
         if signature is not None:
             headers["telnyx-signature-ed25519"] = signature
@@ -302,7 +316,7 @@ class TestSignature:
         assert isinstance(info.value, RemoteProtocolError)
 
     @pytest.mark.parametrize("key", ["not base64!", base64.b64encode(b"x" * 31).decode()])
-    def test_bad_public_key(self, key):
+    def test_bad_public_key(self, key: str) -> None:
         with pytest.raises(ConfigError):
             WebhookVerifier(key)
 
@@ -311,24 +325,24 @@ class TestSignature:
 
 
 class TestClientState:
-    def test_text_round_trip(self):
+    def test_text_round_trip(self) -> None:
         encoded = encode_client_state("agent=sales;turn=3 ✓")
         base64.b64decode(encoded, validate=True)
         assert decode_client_state(encoded) == "agent=sales;turn=3 ✓"
 
-    def test_mapping_round_trip(self):
+    def test_mapping_round_trip(self) -> None:
         state = {"agent": "sales", "turn": 3, "tags": ["a", "b"]}
         encoded = encode_client_state(state)
         assert decode_client_state_json(encoded) == state
 
-    def test_decodes_telnyx_doc_example(self):
+    def test_decodes_telnyx_doc_example(self) -> None:
         assert decode_client_state("aGF2ZSBhIG5pY2UgZGF5ID1d") == "have a nice day =]"
 
     @pytest.mark.parametrize("bad", ["%%%", base64.b64encode(b"\xff\xfe").decode()])
-    def test_bad_text(self, bad):
+    def test_bad_text(self, bad: str) -> None:
         with pytest.raises(RemoteProtocolError):
             decode_client_state(bad)
 
-    def test_json_must_be_object(self):
+    def test_json_must_be_object(self) -> None:
         with pytest.raises(RemoteProtocolError):
             decode_client_state_json(encode_client_state("[1, 2]"))

@@ -265,7 +265,8 @@ class ElevenLabsClient:
                 return
             with contextlib.suppress(ConnectionClosed):
                 # A failed send is not lost: the core resumes from its own record (rule 4).
-                await ws.send(frames, text=True)
+                for frame in frames:
+                    await ws.send(frame, text=True)  # one JSON object per text frame
 
     async def _dispatch(self) -> None:
         for event in self._core.events_received():

@@ -3,8 +3,9 @@
 Rules:
 
 * Every frame is decoded once, here, at the edge; no dict travels further.
-* Messages **we send** (``SttConfig``, ``Keepalive``, ``Finalize``) forbid unknown fields and omit
-  unset options, so a typo never reaches the wire.
+* Messages **we send** (``SttConfig``, ``Keepalive``, ``Finalize``) forbid unknown fields, and
+  ``encode_text`` leaves out options that are ``None`` (not ``omit_defaults``, which would also drop
+  required fields such as ``model`` when they equal their default).
 * Messages **we receive** are lenient: unknown fields are ignored (Soniox adds fields over time, e.g.
   ``translation_status``, ``is_audio_event``) and ``null`` is accepted wherever a value is optional
   (pipecat sends unset options as JSON ``null``; the emulator decodes configs with ``ConfigIn``).
@@ -78,7 +79,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     translation_terms: list[TranslationTerm] | None = None
 
 
-class SttConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+class SttConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The first text frame of a session (Soniox WebSocket API, "Configuration").
 
     Defaults fit the zero-transcode telephony path: Telnyx PCMU goes straight in as
@@ -125,7 +126,7 @@ class Keepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     type: Literal["keepalive"] = "keepalive"
 
 
-class Finalize(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+class Finalize(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``{"type":"finalize"}``: make every pending token final and answer ``<fin>`` (manual-finalization)."""
 
     type: Literal["finalize"] = "finalize"
@@ -192,8 +193,9 @@ ENCODER: Final = msgspec.json.Encoder()
 
 
 def encode_text(message: msgspec.Struct) -> str:
-    """Encode a message as the JSON text of a WebSocket text frame."""
-    return ENCODER.encode(message).decode()
+    """Encode a message as the JSON text of a WebSocket text frame, leaving out top-level ``None`` fields."""
+    fields = {name: value for name in message.__struct_fields__ if (value := getattr(message, name)) is not None}
+    return ENCODER.encode(fields).decode()
 
 
 def bytes_per_second(audio_format: str, sample_rate: int | None, num_channels: int | None = 1) -> int | None:

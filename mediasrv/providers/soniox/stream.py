@@ -226,7 +226,7 @@ class TranscriptAssembler:
             self._events.append(
                 Partial(
                     text_final=self.utterance_text(),
-                    text_nonfinal=text_nonfinal.strip() if not self._utterance else text_nonfinal,
+                    text_nonfinal=text_nonfinal.strip(),
                     words=_group_words(nonfinal),
                     at=now,
                 )

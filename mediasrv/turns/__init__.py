@@ -1,0 +1,39 @@
+"""Turn-taking: completeness scoring of partial transcripts and the TurnDetector (re-exports only)."""
+
+from __future__ import annotations
+
+from mediasrv.turns.completeness import Assessment, Completeness, assess_completeness, words_of
+from mediasrv.turns.detector import TRANSITIONS, TurnConfig, TurnDetector, TurnState, Trigger, VoiceFrame
+from mediasrv.turns.events import (
+    AnyTurnEvent,
+    Backchannel,
+    BargeIn,
+    EndOfTurn,
+    FalseStart,
+    TurnEvent,
+    UserPaused,
+    UserResumed,
+    UserStarted,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "AnyTurnEvent",
+    "Assessment",
+    "Backchannel",
+    "BargeIn",
+    "Completeness",
+    "EndOfTurn",
+    "FalseStart",
+    "Trigger",
+    "TurnConfig",
+    "TurnDetector",
+    "TurnEvent",
+    "TurnState",
+    "UserPaused",
+    "UserResumed",
+    "UserStarted",
+    "VoiceFrame",
+    "assess_completeness",
+    "words_of",
+]
