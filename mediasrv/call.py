@@ -203,6 +203,7 @@ class MediaCall:
                 self._guard(self.behaviour.on_mark, ev.name, now)
             elif isinstance(ev, tstream.StreamStarted):
                 self.started = ev
+                self.jitter.reset()
                 try:
                     await self.behaviour.start(self, ev)
                 except Exception:
@@ -230,9 +231,7 @@ class MediaCall:
 
     def _on_jitter_timer(self) -> None:
         self._jitter_timer = None
-        now = self._loop.time()
-        self.jitter.handle_timer(now)
-        self._drain_jitter(now)
+        self._drain_jitter(self._loop.time())  # pop_ready() runs the buffer's timer itself
 
     def _guard(self, fn: Callable[[str, float], None] | Callable[[bytes, float], None], arg: object, now: float) -> None:
         try:
