@@ -112,6 +112,12 @@ def test_outbound_16k_ulaw_mediasrv(benchmark: BenchmarkFixture) -> None:
 
 
 @pytest.mark.benchmark(group="outbound 16k pcm -> 8k ulaw")
+def test_outbound_16k_harness_only(benchmark: BenchmarkFixture) -> None:
+    """The cost of the timing loop itself (cycling frames, one call); included in every row."""
+    run(benchmark, bytes, speech_frames(16000))
+
+
+@pytest.mark.benchmark(group="outbound 16k pcm -> 8k ulaw")
 def test_outbound_16k_ulaw_audioop_ratecv(benchmark: BenchmarkFixture) -> None:
     state = None
 

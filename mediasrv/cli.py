@@ -6,9 +6,7 @@ Each sub-command is a thin wrapper; the work lives in the modules it names.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import os
 import sys
 
 from mediasrv.profiles import PROFILES
@@ -17,16 +15,10 @@ EMULATORS = ("soniox", "elevenlabs", "openai", "telnyx")
 
 
 def _default_corpus() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (
-        os.environ.get("MEDIASRV_CORPUS", ""),
-        os.path.join(here, "..", "..", "shared", "corpus", "dev"),
-        os.path.join(here, "..", "shared", "corpus", "dev"),
-        os.path.join(os.getcwd(), "..", "shared", "corpus", "dev"),
-    ):
-        if candidate and os.path.isfile(os.path.join(candidate, "labels.json")):
-            return os.path.normpath(candidate)
-    return os.path.join(here, "data", "corpus")
+    """The corpus embedded in the package (the demo conversation)."""
+    from mediasrv.corpus import DEMO_CORPUS
+
+    return str(DEMO_CORPUS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,5 +108,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
-
-__all__ = ["main", "build_parser", "asyncio"]

@@ -606,6 +606,8 @@ class TelnyxEmulator:
                 raise _Refused(422, "10015", "Invalid parameter", str(exc)) from exc
         except _Refused as refused:
             return self._error_response(refused)
+        if self.faults.fail_next and not self.faults.fail_after_apply:
+            return self._fault_response(self.faults.fail_next.pop(0))
         # "Telnyx will ignore others Dial commands with the same command_id" (call_dial_params.py).
         existing = self._dials.get(params.command_id or "")
         call = (

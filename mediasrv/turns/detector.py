@@ -22,14 +22,17 @@ Rules:
 
 1. Only this module decides turn ends, barge-in and backchannels.
 2. A turn opens on VAD onset (``UserStarted``) or, if the VAD missed it, on words from the STT.
-3. After the last voice frame the detector waits a *hold* that depends on how complete the
+3. After the last voice (a VAD voice frame, or the end of a word the STT heard later than the
+   VAD's last voice frame) the detector waits a *hold* that depends on how complete the
    text looks (:func:`~mediasrv.turns.completeness.assess_completeness`): ``hold_ms`` maps
    COMPLETE / LIKELY / UNSURE / INCOMPLETE to short ... long silences. While the text does not
    yet cover the last speech (the STT lags), the hold is at least ``stale_text_wait_ms``.
 4. ``UserPaused`` (speculate, send ``finalize``) fires ``speculate_lead_ms`` before the hold
    ends but never before ``speculate_min_ms`` of silence; speech after it gives ``UserResumed``.
-5. ``EndOfTurn`` fires when the silence reaches the hold, at once on ``<end>``, or when the
-   agent starts talking over an open turn. ``<fin>`` confirms that the text is current.
+5. ``EndOfTurn`` fires when the silence reaches the hold, at once on ``<end>`` (unless the text
+   is plainly INCOMPLETE: then ``<end>`` only confirms the text, see
+   ``TurnConfig.endpoint_always_commits``), or when the agent starts talking over an open turn.
+   ``<fin>`` confirms that the text is current.
 6. No words: after ``no_text_wait_ms`` of silence the turn ends only if the VAD heard at least
    ``min_voiced_ms_without_text`` of speech; otherwise it was noise (``FalseStart``). Words that
    arrive later open a new turn, so a short answer is never lost.
@@ -180,6 +183,10 @@ class TurnConfig:
         barge_in_voiced_ms: voice during agent speech that is a barge-in whatever the words.
         backchannel_max_words: more words than this are never a backchannel.
         backchannel_silence_ms: silence after an acknowledgement before it is a backchannel.
+        endpoint_always_commits: if False (default), a Soniox ``<end>`` after text that is
+            plainly INCOMPLETE ("my account number is") does not end the turn; it only marks
+            the text as current. Soniox documents ``<end>`` as semantic, but a silence-based
+            endpoint (or a slow talker) must not cut a caller off mid-clause.
     """
 
     frame_ms: int = 20
@@ -193,6 +200,7 @@ class TurnConfig:
     barge_in_voiced_ms: int = 700
     backchannel_max_words: int = 3
     backchannel_silence_ms: int = 300
+    endpoint_always_commits: bool = False
 
 
 class TurnDetector:
@@ -282,6 +290,10 @@ class TurnDetector:
         self._nonfinal = nonfinal_text[self._skip_chars :]
         if audio_end_ms is not None:
             self._text_end_ms = max(self._text_end_ms or 0, audio_end_ms)
+            if self._state in _USER_OPEN and audio_end_ms > self._last_voice_ms:
+                # The STT heard a word ending after the VAD's last voice frame (quiet speech in
+                # noise): the word is evidence of speech, so the silence starts after it.
+                self._last_voice_ms = min(audio_end_ms, t_ms)
         if self.turn_text != before:
             self._text_update_ms = t_ms
             self._on_text(t_ms, audio_end_ms)
@@ -314,7 +326,14 @@ class TurnDetector:
                 return
             self._barge_in(t_ms)
         if self._state in _USER_OPEN:
-            self._commit(t_ms, "endpoint")
+            verdict = assess_completeness(self.turn_text).verdict
+            if verdict is Completeness.INCOMPLETE and not self.config.endpoint_always_commits:
+                # The words end on "is", "and", a filler or half a phone number: take <end> as
+                # "the text is current" and keep waiting out the (long) hold instead.
+                self._fin_ms = t_ms
+                self._evaluate_pause(t_ms)
+                return
+            self._commit(t_ms, "endpoint", verdict)
 
     def set_agent_speaking(self, speaking: bool, t_ms: int) -> None:
         """Tell the detector the agent started or stopped playing audio; then drain events.

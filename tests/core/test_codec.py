@@ -41,7 +41,7 @@ AMPLITUDE = 16384  # -6 dBFS test tones
 STOPBAND_MIN_DB = 50.0  # acceptance: aliases/images at least 50 dB down
 PASSBAND_TOLERANCE_DB = 0.1  # acceptance asks 1 dB; the design holds ~0.01 dB
 MAX_DELAY_MS = 2.0
-DOWN_PAIRS = [(16000, 8000), (24000, 8000), (22050, 8000), (48000, 8000)]
+DOWN_PAIRS = [(16000, 8000), (24000, 8000), (22050, 8000), (44100, 8000), (48000, 8000)]
 ALL_PAIRS = [*DOWN_PAIRS, (8000, 16000), (8000, 8000), (16000, 24000)]
 
 ALL_PCM = np.arange(-32768, 32768, dtype=np.int16).tobytes()

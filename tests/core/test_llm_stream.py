@@ -123,7 +123,9 @@ def test_sse_retry_field_digits_only() -> None:
 
 
 def test_openai_text_finish_and_usage() -> None:
-    usage_chunk = orjson.dumps({"id": "c1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}})
+    usage_chunk = orjson.dumps(
+        {"id": "c1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}
+    )
     _, events = assemble(
         [
             chunk({"role": "assistant", "content": ""}),
@@ -234,7 +236,7 @@ def test_say_extractor_streams_before_object_is_complete() -> None:
     assert extractor.feed('y": "Hello, ') == "Hello, "
     assert extractor.feed("wor") == "wor"
     assert not extractor.done
-    assert extractor.feed('ld\\n\\ud83d') == "ld\n"  # high surrogate held back
+    assert extractor.feed("ld\\n\\ud83d") == "ld\n"  # high surrogate held back
     assert extractor.feed('\\ude00!", "next":') == "😀!"
     assert extractor.done
 
@@ -254,14 +256,19 @@ def test_say_extractor_lone_surrogate_becomes_replacement() -> None:
 
 
 def anthropic_stream(*events: tuple[str, dict[str, object]]) -> bytes:
-    return b"".join(f"event: {name}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n" for name, data in events)
+    return b"".join(
+        f"event: {name}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n" for name, data in events
+    )
 
 
 ANTHROPIC_OK = anthropic_stream(
     ("message_start", {"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 12}}}),
     ("ping", {"type": "ping"}),
     ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}),
-    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+    (
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+    ),
     ("ping", {"type": "ping"}),
     ("content_block_stop", {"type": "content_block_stop", "index": 0}),
     (
@@ -274,14 +281,25 @@ ANTHROPIC_OK = anthropic_stream(
     ),
     (
         "content_block_delta",
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"n'}},
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"n'},
+        },
     ),
     (
         "content_block_delta",
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '":1}'}},
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '":1}'},
+        },
     ),
     ("content_block_stop", {"type": "content_block_stop", "index": 1}),
-    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 7}}),
+    (
+        "message_delta",
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 7}},
+    ),
     ("message_stop", {"type": "message_stop"}),
 )
 
@@ -314,7 +332,10 @@ def test_anthropic_text_and_tool_use_any_split(cuts: list[int]) -> None:
 def test_anthropic_mid_stream_error_fails() -> None:
     data = anthropic_stream(
         ("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 1}}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "A"}}),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "A"}},
+        ),
         ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     )
     asm, events = run_anthropic([data])
@@ -324,20 +345,29 @@ def test_anthropic_mid_stream_error_fails() -> None:
 
 def test_anthropic_without_message_stop_is_truncated() -> None:
     data = anthropic_stream(
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "A"}})
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "A"}},
+        )
     )
     _, events = run_anthropic([data])
     assert events[-1] == Done(finish_reason=None, usage=Usage(), truncated=True)
 
 
 def test_anthropic_body_moves_system_and_translates_tools() -> None:
-    tools = [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}]
+    tools = [
+        {"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}
+    ]
     body = build_body(
         "claude",
         [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": "", "tool_calls": [{"id": "t1", "function": {"name": "f", "arguments": "{}"}}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": "t1", "function": {"name": "f", "arguments": "{}"}}],
+            },
             {"role": "tool", "tool_call_id": "t1", "content": "ok"},
             {"role": "user", "content": "and?"},
         ],
@@ -355,7 +385,10 @@ def test_anthropic_body_moves_system_and_translates_tools() -> None:
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
         {
             "role": "user",
-            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}, {"type": "text", "text": "and?"}],
+            "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": "ok"},
+                {"type": "text", "text": "and?"},
+            ],
         },
     ]
 
@@ -391,7 +424,12 @@ def test_rules_json_schema_reply_fills_fields_in_schema_order() -> None:
     reply = rules.plan_reply(body, None, random.Random(1))
     obj = json.loads(reply.text)
     assert list(obj) == ["say", "vars", "next"]
-    assert obj["vars"] == {"name": "Maria Lopez", "phone": "415 555 0199", "account_number": "AB-99812", "date": "tomorrow"}
+    assert obj["vars"] == {
+        "name": "Maria Lopez",
+        "phone": "415 555 0199",
+        "account_number": "AB-99812",
+        "date": "tomorrow",
+    }
     assert obj["next"] == "transfer" and obj["say"]
     assert rules.request_purpose(body) == "extraction"
 

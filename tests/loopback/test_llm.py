@@ -106,7 +106,9 @@ async def test_ttft_follows_profile(emulator: LLMEmulator, chat: OpenAIChat) -> 
 
 
 async def test_tool_call_with_content_is_assembled(emulator: LLMEmulator, chat: OpenAIChat) -> None:
-    call = ScriptedToolCall(name="set_state", arguments={"next_state": "booking", "variables": {"day": "Tuesday"}})
+    call = ScriptedToolCall(
+        name="set_state", arguments={"next_state": "booking", "variables": {"day": "Tuesday"}}
+    )
     emulator.script = [Reply(text="Let me book that.", tool_calls=(call,))]
     tools = [{"type": "function", "function": {"name": "set_state", "parameters": {"type": "object"}}}]
     events = await collect(chat.stream(USER, tools=tools))
@@ -261,7 +263,9 @@ async def test_cancel_from_another_task_wakes_the_consumer(emulator: LLMEmulator
 
 async def test_extraction_purpose_uses_profile_total(emulator: LLMEmulator, chat: OpenAIChat) -> None:
     profile = make_profile(ttft_ms=0, tokens_per_s=1000)
-    emulator.profile = Profile(**{**{f: getattr(profile, f) for f in profile.__struct_fields__}, "extraction_ms": 200})
+    emulator.profile = Profile(
+        **{**{f: getattr(profile, f) for f in profile.__struct_fields__}, "extraction_ms": 200}
+    )
     stream = chat.stream(USER, purpose="extraction")
     await collect(stream)
     assert stream.total_s is not None and 0.18 <= stream.total_s <= 0.45
@@ -296,7 +300,10 @@ async def test_anthropic_tool_use_block(emulator: LLMEmulator, claude: Anthropic
             "function": {
                 "name": "transfer_call",
                 "description": "Transfer the caller",
-                "parameters": {"type": "object", "properties": {"department": {"enum": ["sales", "billing"]}}},
+                "parameters": {
+                    "type": "object",
+                    "properties": {"department": {"enum": ["sales", "billing"]}},
+                },
             },
         }
     ]

@@ -226,3 +226,42 @@ async def test_bad_model_is_rejected_with_400(dev033):
             got = Collector(stt)
             await asyncio.wait_for(got.task, 2.0)
     assert isinstance(got.error, ProviderRejected) and got.error.status == 400
+
+
+# ----------------------------------------------------------------- the vendor's own SDK
+
+
+async def test_vendor_sdk_realtime_client_drives_the_emulator(dev033):
+    """The ``soniox`` PyPI SDK (2.10) can be pointed at the emulator with ``websocket_base_url``."""
+    soniox = pytest.importorskip("soniox")
+    from soniox.types.realtime import RealtimeSTTConfig
+
+    audio, label = dev033
+    async with _emulator(label, api_key=KEY) as emu:
+        async with soniox.AsyncSonioxClient(api_key=KEY, websocket_base_url=emu.url) as client:
+            config = RealtimeSTTConfig(
+                model="stt-rt-v4", audio_format="mulaw", sample_rate=8000, num_channels=1,
+                enable_endpoint_detection=True,
+            )
+            finals: list[str] = []
+            markers: list[str] = []
+            async with client.realtime.stt.connect(config=config) as session:
+
+                async def send() -> None:
+                    for i in range(0, len(audio), FRAME):
+                        await session.send_byte_chunk(audio[i : i + FRAME])
+                        await asyncio.sleep(0.02 / SPEED)
+                    await session.finish()
+
+                sender = asyncio.create_task(send())
+                finished = False
+                async for event in session.receive_events():
+                    for token in event.tokens:
+                        if token.is_final:
+                            (markers if token.text.startswith("<") else finals).append(token.text)
+                    finished = finished or event.finished
+                await sender
+    assert finished
+    assert "".join(finals).strip() == label["text"]
+    assert "<end>" in markers
+    assert emu.sessions[0].auth == "bearer" and emu.sessions[0].ended == "finished"

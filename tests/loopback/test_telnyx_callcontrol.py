@@ -521,3 +521,19 @@ async def test_default_factory_dials_the_simulated_caller(rig: Rig) -> None:
     await asyncio.wait_for(rig.media.closed.wait(), 3)
     events = rig.media.events()
     assert events[:2] == ["connected", "start"] and events[-1] == "stop" and "media" in events
+
+
+async def test_control_endpoint_rings_the_webhook(rig: Rig) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        url = rig.emulator.url.removesuffix("/v2") + "/_emulator/inbound"
+        headers = {"Authorization": "Bearer KEY_test"}
+        async with http.post(
+            url, json={"from": "+15557770000", "to": "+15558880000"}, headers=headers
+        ) as resp:
+            assert resp.status == 200
+            cci = (await resp.json())["data"]["call_control_id"]
+    await rig.emulator.wait_webhook(cci, "call.initiated")
+    initiated = rig.receiver.payloads(cci, "call.initiated")[0]
+    assert isinstance(initiated, CallInitiated) and initiated.from_ == "+15557770000"

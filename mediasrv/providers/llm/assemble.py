@@ -203,11 +203,11 @@ class AnthropicAssembler:
             block = event.content_block
             if block is not None and block.type == "tool_use":
                 # ToolCall.index counts tool calls (as OpenAI's does), not content blocks
-                call = _OpenCall(self._tool_count, block.id, block.name)
+                opened = _OpenCall(self._tool_count, block.id, block.name)
                 self._tool_count += 1
-                self._blocks[event.index] = call
+                self._blocks[event.index] = opened
                 self._events.append(
-                    ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments_delta="")
+                    ToolCallDelta(index=opened.index, id=opened.id, name=opened.name, arguments_delta="")
                 )
             elif block is not None and block.type == "text" and block.text:
                 self._events.append(TextDelta(block.text))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Protocol
 
 from mediasrv.errors import ProviderError, ProviderProtocolError, ProviderRejected
 from mediasrv.providers.llm.messages import Done, LLMEvent, StreamFailure, TextDelta
@@ -31,7 +31,8 @@ from mediasrv.providers.llm.messages import Done, LLMEvent, StreamFailure, TextD
 JSONMap = Mapping[str, object]
 """A JSON object as the caller builds it (OpenAI-style message, tool or response_format)."""
 
-_END: Final = object()
+_Item = tuple[LLMEvent, float] | BaseException | None
+"""Queued by the pump: an event with its assembly time, an error to raise, or None for the end."""
 
 
 class ProviderRateLimited(ProviderRejected):
@@ -74,6 +75,8 @@ class LLMStream:
         first_token_at: ``loop.time()`` of the first text/tool-call fragment, or None.
         finished_at: ``loop.time()`` of :class:`Done`, or None.
         done: the :class:`Done` event once seen.
+        last_event_at: ``loop.time()`` at which the event last returned by ``__anext__`` was assembled
+            (for timelines: stamp with this rather than the time the consumer got round to it).
     """
 
     provider: str = "llm"
@@ -84,8 +87,9 @@ class LLMStream:
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
         self.done: Done | None = None
+        self.last_event_at: float | None = None
         self._text: list[str] = []
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._cancelled = False
         self._exhausted = False
         self._task = self._loop.create_task(self._run())
@@ -115,7 +119,7 @@ class LLMStream:
         if not self._task.done():
             self._cancelled = True
             self._task.cancel()
-        self._queue.put_nowait(_END)  # wake a consumer blocked in __anext__
+        self._queue.put_nowait(None)  # wake a consumer blocked in __anext__
 
     async def aclose(self) -> None:
         """Close the HTTP stream and wait until the connection is closed (idempotent)."""
@@ -130,13 +134,14 @@ class LLMStream:
         if self._cancelled or self._exhausted:
             raise StopAsyncIteration
         item = await self._queue.get()
-        if self._cancelled or item is _END:
+        if self._cancelled or item is None:
             self._exhausted = True
             raise StopAsyncIteration
         if isinstance(item, BaseException):
             self._exhausted = True
             raise item
-        return item  # type: ignore[return-value]  # only LLMEvents and the two cases above are queued
+        event, self.last_event_at = item
+        return event
 
     async def __aenter__(self) -> LLMStream:
         return self
@@ -154,7 +159,7 @@ class LLMStream:
         except Exception as exc:  # a bug in a pump: hand it to the consumer rather than lose it
             self._queue.put_nowait(exc)
         finally:
-            self._queue.put_nowait(_END)
+            self._queue.put_nowait(None)
 
     async def _pump(self) -> None:
         """Send the request and call :meth:`_emit` with assembled events; raise ProviderError on failure."""
@@ -170,7 +175,7 @@ class LLMStream:
             elif isinstance(event, Done):
                 self.finished_at = now
                 self.done = event
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((event, now))
 
 
 class LLMClient(Protocol):
