@@ -69,8 +69,10 @@ SPEECH_8K = _speech_8k()
 
 def speech_frames(rate_hz: int) -> list[bytes]:
     """The speech at ``rate_hz`` cut into 20 ms frames of int16 bytes."""
-    pcm = SPEECH_8K.tobytes() if rate_hz == LINE_RATE_HZ else Resampler(LINE_RATE_HZ, rate_hz).process(
+    pcm = (
         SPEECH_8K.tobytes()
+        if rate_hz == LINE_RATE_HZ
+        else Resampler(LINE_RATE_HZ, rate_hz).process(SPEECH_8K.tobytes())
     )
     size = 2 * rate_hz * FRAME_MS // 1000
     return [pcm[i : i + size] for i in range(0, len(pcm) - size + 1, size)]
@@ -262,4 +264,8 @@ def test_upsample_8k_to_16k_audioop_ratecv(benchmark: BenchmarkFixture) -> None:
 @pytest.mark.benchmark(group="resample 8k -> 16k pcm")
 def test_upsample_8k_to_16k_soxr(benchmark: BenchmarkFixture) -> None:
     stream = soxr.ResampleStream(LINE_RATE_HZ, 16000, 1, dtype="int16")
-    run(benchmark, lambda f: stream.resample_chunk(np.frombuffer(f, np.int16)).tobytes(), speech_frames(LINE_RATE_HZ))
+    run(
+        benchmark,
+        lambda f: stream.resample_chunk(np.frombuffer(f, np.int16)).tobytes(),
+        speech_frames(LINE_RATE_HZ),
+    )

@@ -190,7 +190,10 @@ class SonioxFeed:
 
 
 def run_ours(
-    utt: Utterance, profile: Profile, seed: int, turn_config: TurnConfig | None = None,
+    utt: Utterance,
+    profile: Profile,
+    seed: int,
+    turn_config: TurnConfig | None = None,
     vad_config: VadConfig | None = None,
 ) -> Outcome:
     """Run VAD + TurnDetector + Soniox emulator over one file; return the first decision."""
@@ -237,7 +240,9 @@ def run_fixed_silence(utt: Utterance, silence_ms: int, vad_config: VadConfig | N
     return out
 
 
-def vad_accuracy(utts: Sequence[Utterance], vad_config: VadConfig | None = None) -> dict[str, tuple[float, float, float]]:
+def vad_accuracy(
+    utts: Sequence[Utterance], vad_config: VadConfig | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Per noise condition: (frame accuracy, speech recall, false-alarm rate) of ``active``."""
     counts: dict[str, list[int]] = {}
     for utt in utts:
@@ -304,8 +309,11 @@ class Evaluation:
 
 
 def evaluate(
-    utts: Sequence[Utterance], profiles: Sequence[str] = ("typical",), seed: int = 1,
-    turn_config: TurnConfig | None = None, vad_config: VadConfig | None = None,
+    utts: Sequence[Utterance],
+    profiles: Sequence[str] = ("typical",),
+    seed: int = 1,
+    turn_config: TurnConfig | None = None,
+    vad_config: VadConfig | None = None,
     fixed_silences_ms: Sequence[int] = (200, 800),
 ) -> Evaluation:
     """Run every configuration over ``utts``; the first profile also gives the ``<end>`` baseline."""
@@ -356,9 +364,13 @@ def render(ev: Evaluation, printer: Callable[[str], None] = print) -> None:
         printer(f"| {key:<8} | {acc:>8.3f} | {rec:>6.3f} | {fa:>11.3f} |")
     bad = [o for o in ev.ours[main] if o.cut or o.missed]
     if bad:
-        printer("\nCut-offs / misses (mediasrv): " + ", ".join(
-            f"{o.file}({o.kind}, {'missed' if o.missed else f'cut at {o.end_ms} < {o.speech_end_ms}'}: {o.text!r})"
-            for o in bad))
+        printer(
+            "\nCut-offs / misses (mediasrv): "
+            + ", ".join(
+                f"{o.file}({o.kind}, {'missed' if o.missed else f'cut at {o.end_ms} < {o.speech_end_ms}'}: {o.text!r})"
+                for o in bad
+            )
+        )
     slow = sorted(ev.ours[main], key=lambda o: -(o.dead_air_ms or 0))[:5]
     printer("Slowest (mediasrv): " + ", ".join(f"{o.file} {o.dead_air_ms} ms {o.text!r}" for o in slow))
 
@@ -367,8 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--profile", action="append", choices=sorted(PROFILES),
-                        help="Soniox latency profile(s); default: typical, fast, slow")
+    parser.add_argument(
+        "--profile",
+        action="append",
+        choices=sorted(PROFILES),
+        help="Soniox latency profile(s); default: typical, fast, slow",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     profiles = args.profile or ["typical", "fast", "slow"]

@@ -150,9 +150,7 @@ def check_pcm16(pcm16: bytes) -> None:
         CodecError: the byte length is odd (a sample was split).
     """
     if len(pcm16) & 1:
-        raise CodecError(
-            f"pcm16 must hold whole 16-bit samples, got an odd length of {len(pcm16)} bytes"
-        )
+        raise CodecError(f"pcm16 must hold whole 16-bit samples, got an odd length of {len(pcm16)} bytes")
 
 
 def _check_int16(pcm: NDArray[np.generic]) -> None:

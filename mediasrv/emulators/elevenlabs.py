@@ -57,7 +57,7 @@ from mediasrv.emulators.voice import char_durations_ms, render_pcm
 from mediasrv.profiles import Profile, get_profile
 from mediasrv.providers.elevenlabs.messages import (
     OUTPUT_FORMATS,
-    Alignment,
+    AlignmentOut,
     ClientMessage,
     ErrorOut,
     FinalOut,
@@ -390,7 +390,7 @@ class _Connection:
 
     def _alignment(
         self, text: str, durations: list[int], start_ms: float, length_ms: float
-    ) -> Alignment | None:
+    ) -> AlignmentOut | None:
         if not self.sync_alignment:
             return None
         chars: list[str] = []
@@ -403,9 +403,11 @@ class _Connection:
                 starts.append(round(t - start_ms))
                 lengths.append(d)
             t += d
-        return Alignment(chars=chars, charStartTimesMs=starts, charDurationsMs=lengths)
+        return AlignmentOut(chars=chars, charStartTimesMs=starts, charDurationsMs=lengths)
 
-    async def _send_audio(self, cid: str, audio: bytes, audio_ms: float, alignment: Alignment | None) -> None:
+    async def _send_audio(
+        self, cid: str, audio: bytes, audio_ms: float, alignment: AlignmentOut | None
+    ) -> None:
         faults, n = self.emu.faults, self.record.audio_chunks + 1
         if faults.stall_before_chunk is not None and n >= faults.stall_before_chunk:
             faults.stall_before_chunk = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -154,9 +155,8 @@ class SonioxEmulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        bound = server.sockets[0].getsockname()
+        sockets: list[socket.socket] = list(getattr(site._server, "sockets", None) or [])  # asyncio or uvloop
+        bound = sockets[0].getsockname()
         self.url = f"ws://{bound[0]}:{bound[1]}/transcribe-websocket"
         return self.url
 
@@ -260,7 +260,11 @@ class SonioxEmulator:
         return None
 
     async def _stream(
-        self, ws: web.WebSocketResponse, request: web.Request, core: SonioxScript, record: SessionRecord,
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        core: SonioxScript,
+        record: SessionRecord,
         outbox: _Outbox,
     ) -> None:
         config = record.config
@@ -313,7 +317,11 @@ class SonioxEmulator:
         return max(0.0, ms + self.rng.uniform(-spread, spread))
 
     async def _inject(
-        self, ws: web.WebSocketResponse, request: web.Request, core: SonioxScript, record: SessionRecord,
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        core: SonioxScript,
+        record: SessionRecord,
         outbox: _Outbox,
     ) -> bool:
         faults = self.faults
@@ -331,7 +339,9 @@ class SonioxEmulator:
             faults.error_after_ms = None
             self._dropped = core
             code = faults.error_code
-            await self._refuse(ws, record, code, f"Cannot continue request (code {code}). Please restart the request.")
+            await self._refuse(
+                ws, record, code, f"Cannot continue request (code {code}). Please restart the request."
+            )
             return True
         return False
 

@@ -171,10 +171,15 @@ class ScriptUtterance(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_label(cls, label: Mapping[str, Any], *, audio_offset_ms: int | None = None) -> ScriptUtterance:
         """Build from a ``labels.json`` utterance entry (``segments``, ``speech_start_ms``)."""
-        segments = tuple(ScriptSegment(str(s["text"]), int(s["start_ms"]), int(s["end_ms"])) for s in label["segments"])
+        segments = tuple(
+            ScriptSegment(str(s["text"]), int(s["start_ms"]), int(s["end_ms"])) for s in label["segments"]
+        )
         start = label.get("speech_start_ms")
-        return cls(segments=segments, speech_start_ms=None if start is None else int(start),
-                   audio_offset_ms=audio_offset_ms)
+        return cls(
+            segments=segments,
+            speech_start_ms=None if start is None else int(start),
+            audio_offset_ms=audio_offset_ms,
+        )
 
     @classmethod
     def from_text(cls, text: str, *, duration_ms: int | None = None) -> ScriptUtterance:
@@ -343,7 +348,9 @@ class SonioxScript:
             messages.append(self._flush(None))
         now = self.audio_ms
         self._final_ms = self._total_ms = max(self._total_ms, now)
-        messages.append(ResultMessage(tokens=[], final_audio_proc_ms=now, total_audio_proc_ms=now, finished=True))
+        messages.append(
+            ResultMessage(tokens=[], final_audio_proc_ms=now, total_audio_proc_ms=now, finished=True)
+        )
         return messages
 
     # -------------------------------------------------------------- internals
@@ -394,7 +401,9 @@ class SonioxScript:
                 self._anchor(head, head.audio_offset_ms)
             elif onset:
                 self._script.take()
-                start = head.speech_start_ms if head.speech_start_ms is not None else head.segments[0].start_ms
+                start = (
+                    head.speech_start_ms if head.speech_start_ms is not None else head.segments[0].start_ms
+                )
                 self._anchor(head, block_start_ms - (ONSET_BLOCKS - 1) * BLOCK_MS - start)
         self._silence_ms = 0 if self._detector.in_speech else self._silence_ms + BLOCK_MS
         if (
@@ -434,7 +443,9 @@ class SonioxScript:
         word.state = 2
         self._next_final += 1
         self._words_since_marker += 1
-        out.extend(Token(text=t, start_ms=s, end_ms=e, confidence=0.97, is_final=True) for t, s, e in word.pieces)
+        out.extend(
+            Token(text=t, start_ms=s, end_ms=e, confidence=0.97, is_final=True) for t, s, e in word.pieces
+        )
 
     def _flush(self, marker: str | None) -> ResultMessage:
         now = self.audio_ms
@@ -462,7 +473,9 @@ class SonioxScript:
         self._final_ms = max(self._final_ms, final)
         self._total_ms = total
         self._last_message_ms = now
-        return ResultMessage(tokens=finals + nonfinal, final_audio_proc_ms=self._final_ms, total_audio_proc_ms=total)
+        return ResultMessage(
+            tokens=finals + nonfinal, final_audio_proc_ms=self._final_ms, total_audio_proc_ms=total
+        )
 
 
 def script_from_labels(labels: Sequence[Mapping[str, Any]]) -> SttScript:

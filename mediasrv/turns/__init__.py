@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mediasrv.turns.completeness import Assessment, Completeness, assess_completeness, words_of
-from mediasrv.turns.detector import TRANSITIONS, TurnConfig, TurnDetector, TurnState, Trigger, VoiceFrame
+from mediasrv.turns.detector import TRANSITIONS, Trigger, TurnConfig, TurnDetector, TurnState, VoiceFrame
 from mediasrv.turns.events import (
     AnyTurnEvent,
     Backchannel,

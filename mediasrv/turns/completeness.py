@@ -16,7 +16,8 @@ calls; none is tuned to a particular utterance. They are applied in this order, 
    variable-length identifier: UNSURE once it has 4+ digits. Without a cue, a bare run of 3-9
    digits is a phone number being read out in groups: INCOMPLETE.
 3. **Spoken quantities ending in a magnitude** (``"two thousand"``, ``"three hundred"``,
-   ``"twenty point"``): UNSURE, the number often goes on.
+   ``"twenty point"``) or in a tens word inside a compound (``"two thousand and twenty"``):
+   UNSURE, the number often goes on.
 4. **Fillers** (``um``, ``uh``, ``er``, a lone ``well``/``so``, ``you know``, ``I mean``): INCOMPLETE.
 5. **Sentence-final punctuation** (``.``, ``?``, ``!``) from the STT: COMPLETE.
 6. **Short-answer lexicon** (the whole text is ``yes``, ``no thanks``, ``that's right``, ...): COMPLETE.
@@ -26,7 +27,8 @@ calls; none is tuned to a particular utterance. They are applied in this order, 
    also particles (``in``, ``up``, ``off``) count only when the word before them is not a
    phrasal verb (``log in`` is finished, ``live in`` is not). Weaker cases (auxiliaries that end
    elliptical answers, ``that``, ``when``): UNSURE.
-8. **"my name is X"** with a single word after it: UNSURE (a surname usually follows).
+8. **"my name is X"** with a single word after it: UNSURE (a surname usually follows); an
+   infinitive after want/like/need/try (``"I'd like to book"``): UNSURE (an object usually follows).
 9. Anything else ends on a content word: LIKELY.
 
 The scorer never sees audio and is pure: the same text always gives the same verdict.
@@ -69,6 +71,10 @@ DIGIT_WORDS: Final = frozenset(
     {"zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 )
 MAGNITUDES: Final = frozenset({"hundred", "thousand", "million", "billion", "point"})
+TENS: Final = frozenset({"twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"})
+INFINITIVE_HEADS: Final = frozenset(
+    {"like", "want", "need", "have", "has", "try", "go", "able", "hop", "hope", "love", "plan", "mean"}
+)
 
 # cue word(s) -> digit counts that make the number complete; () = variable length identifier
 DIGIT_CUES: Final[dict[str, tuple[int, ...]]] = {
@@ -111,57 +117,260 @@ PHONE_LENGTHS: Final = (7, 10, 11)
 
 FILLERS: Final = frozenset({"um", "umm", "uh", "uhh", "er", "erm", "ah", "eh", "hmm", "mm"})
 FILLER_PHRASES: Final = (("you", "know"), ("i", "mean"), ("let", "me", "see"), ("let's", "see"))
-OPENERS: Final = frozenset({"well", "so", "and", "but", "okay", "ok", "yeah", "like", "actually", "basically"})
+OPENERS: Final = frozenset(
+    {"well", "so", "and", "but", "okay", "ok", "yeah", "like", "actually", "basically"}
+)
 """Discourse openers: a text made only of these (``"well"``, ``"okay so"``) has not started yet."""
 
 SHORT_ANSWERS: Final = frozenset(
     {
-        "yes", "yeah", "yep", "yup", "yes please", "yes it is", "yes i am", "yes i do", "no",
-        "nope", "nah", "no thanks", "no thank you", "not really", "no it's not", "okay", "ok",
-        "sure", "right", "correct", "that's right", "that's correct", "exactly", "absolutely",
-        "definitely", "of course", "hello", "hi", "hey", "thanks", "thank you", "thank you very much",
-        "uh huh", "uh-huh", "mm-hmm", "mhm", "mm hmm", "great", "perfect", "fine", "good", "alright",
-        "all right", "sounds good", "that works", "got it", "bye", "goodbye", "i don't know",
-        "i'm not sure", "maybe", "that's it", "that's all", "nothing else", "please", "no problem",
+        "yes",
+        "yeah",
+        "yep",
+        "yup",
+        "yes please",
+        "yes it is",
+        "yes i am",
+        "yes i do",
+        "no",
+        "nope",
+        "nah",
+        "no thanks",
+        "no thank you",
+        "not really",
+        "no it's not",
+        "okay",
+        "ok",
+        "sure",
+        "right",
+        "correct",
+        "that's right",
+        "that's correct",
+        "exactly",
+        "absolutely",
+        "definitely",
+        "of course",
+        "hello",
+        "hi",
+        "hey",
+        "thanks",
+        "thank you",
+        "thank you very much",
+        "uh huh",
+        "uh-huh",
+        "mm-hmm",
+        "mhm",
+        "mm hmm",
+        "great",
+        "perfect",
+        "fine",
+        "good",
+        "alright",
+        "all right",
+        "sounds good",
+        "that works",
+        "got it",
+        "bye",
+        "goodbye",
+        "i don't know",
+        "i'm not sure",
+        "maybe",
+        "that's it",
+        "that's all",
+        "nothing else",
+        "please",
+        "no problem",
     }
 )
-ACKS: Final = frozenset({"yes", "yeah", "yep", "no", "okay", "ok", "sure", "right", "thanks", "please", "alright"})
+ACKS: Final = frozenset(
+    {"yes", "yeah", "yep", "no", "okay", "ok", "sure", "right", "thanks", "please", "alright"}
+)
 
 CONTRACTED_AUX: Final = frozenset(
     {
-        "it's", "that's", "there's", "here's", "what's", "he's", "she's", "i'm", "you're", "we're",
-        "they're", "i've", "you've", "we've", "they've", "i'll", "you'll", "we'll", "they'll",
-        "i'd", "you'd", "we'd", "they'd", "let's", "who's", "where's", "how's",
+        "it's",
+        "that's",
+        "there's",
+        "here's",
+        "what's",
+        "he's",
+        "she's",
+        "i'm",
+        "you're",
+        "we're",
+        "they're",
+        "i've",
+        "you've",
+        "we've",
+        "they've",
+        "i'll",
+        "you'll",
+        "we'll",
+        "they'll",
+        "i'd",
+        "you'd",
+        "we'd",
+        "they'd",
+        "let's",
+        "who's",
+        "where's",
+        "how's",
     }
 )
 STRANDED: Final = frozenset(
     {
         # articles, determiners, possessives
-        "a", "an", "the", "my", "your", "our", "their", "its", "his", "every", "each", "some", "any",
+        "a",
+        "an",
+        "the",
+        "my",
+        "your",
+        "our",
+        "their",
+        "its",
+        "his",
+        "every",
+        "each",
+        "some",
+        "any",
         "no_det",
         # prepositions that are never particles
-        "of", "to", "for", "with", "from", "about", "at", "by", "into", "onto", "than", "per", "via",
-        "between", "among", "toward", "towards", "during", "without", "within", "upon", "like_prep",
+        "of",
+        "to",
+        "for",
+        "with",
+        "from",
+        "about",
+        "at",
+        "by",
+        "into",
+        "onto",
+        "than",
+        "per",
+        "via",
+        "between",
+        "among",
+        "toward",
+        "towards",
+        "during",
+        "without",
+        "within",
+        "upon",
+        "like_prep",
         # conjunctions
-        "and", "or", "but", "nor", "because", "cause", "if", "whether", "although", "though", "unless",
-        "while", "whereas",
+        "and",
+        "or",
+        "but",
+        "nor",
+        "because",
+        "cause",
+        "if",
+        "whether",
+        "although",
+        "though",
+        "unless",
+        "while",
+        "whereas",
         # subject pronouns
-        "i", "we", "they", "he", "she",
+        "i",
+        "we",
+        "they",
+        "he",
+        "she",
         # copulas / auxiliaries that cannot end a clause
-        "is", "are", "was", "were", "am", "be", "been", "being", "isn't_", "not",
+        "is",
+        "are",
+        "was",
+        "were",
+        "am",
+        "be",
+        "been",
+        "being",
+        "isn't_",
+        "not",
         # verbs that need a complement
-        "think", "guess", "mean", "wondering", "wonder", "believe", "want", "wanted", "wanna", "need",
-        "needed", "hoping", "trying", "tried", "gonna", "gotta", "supposed", "able", "going",
-        "called", "named",
+        "think",
+        "guess",
+        "mean",
+        "wondering",
+        "wonder",
+        "believe",
+        "want",
+        "wanted",
+        "wanna",
+        "need",
+        "needed",
+        "hoping",
+        "trying",
+        "tried",
+        "gonna",
+        "gotta",
+        "supposed",
+        "able",
+        "going",
+        "called",
+        "named",
     }
 )
 WEAK_ENDINGS: Final = frozenset(
     {
-        "do", "does", "did", "don't", "doesn't", "didn't", "can", "can't", "could", "couldn't", "will",
-        "won't", "would", "wouldn't", "should", "shouldn't", "haven't", "hasn't", "may", "might", "must", "that", "which", "who", "whom", "whose", "where", "when", "what", "how",
-        "why", "then", "since", "until", "so", "like", "also", "just", "really", "very", "this",
-        "these", "those", "calling", "looking", "get", "got", "make", "give", "tell", "said", "her",
-        "number", "code", "as", "before", "after",
+        "do",
+        "does",
+        "did",
+        "don't",
+        "doesn't",
+        "didn't",
+        "can",
+        "can't",
+        "could",
+        "couldn't",
+        "will",
+        "won't",
+        "would",
+        "wouldn't",
+        "should",
+        "shouldn't",
+        "haven't",
+        "hasn't",
+        "may",
+        "might",
+        "must",
+        "that",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "where",
+        "when",
+        "what",
+        "how",
+        "why",
+        "then",
+        "since",
+        "until",
+        "so",
+        "like",
+        "also",
+        "just",
+        "really",
+        "very",
+        "this",
+        "these",
+        "those",
+        "calling",
+        "looking",
+        "get",
+        "got",
+        "make",
+        "give",
+        "tell",
+        "said",
+        "her",
+        "number",
+        "code",
+        "as",
+        "before",
+        "after",
     }
 )
 PARTICLES: Final = frozenset(
@@ -169,17 +378,79 @@ PARTICLES: Final = frozenset(
 )
 PHRASAL_VERBS: Final = frozenset(
     {
-        "log", "sign", "check", "come", "go", "get", "set", "pick", "turn", "hang", "call", "look",
-        "find", "fill", "give", "show", "plug", "shut", "break", "work", "figure", "sort", "move",
-        "drop", "hold", "cut", "keep", "pay", "put", "take", "run", "end", "start", "walk", "wake",
-        "mess", "clean", "follow", "write", "print", "switch", "fix", "mix", "line", "top", "back",
-        "bring", "send", "turn", "shut", "lock", "time", "cancel", "opt", "hand", "read", "let",
-        "it", "them", "him", "her", "me", "us", "that", "this", "everything", "something", "all",
+        "log",
+        "sign",
+        "check",
+        "come",
+        "go",
+        "get",
+        "set",
+        "pick",
+        "turn",
+        "hang",
+        "call",
+        "look",
+        "find",
+        "fill",
+        "give",
+        "show",
+        "plug",
+        "shut",
+        "break",
+        "work",
+        "figure",
+        "sort",
+        "move",
+        "drop",
+        "hold",
+        "cut",
+        "keep",
+        "pay",
+        "put",
+        "take",
+        "run",
+        "end",
+        "start",
+        "walk",
+        "wake",
+        "mess",
+        "clean",
+        "follow",
+        "write",
+        "print",
+        "switch",
+        "fix",
+        "mix",
+        "line",
+        "top",
+        "back",
+        "bring",
+        "send",
+        "lock",
+        "time",
+        "cancel",
+        "opt",
+        "hand",
+        "read",
+        "let",
+        "it",
+        "them",
+        "him",
+        "her",
+        "me",
+        "us",
+        "that",
+        "this",
+        "everything",
+        "something",
+        "all",
     }
 )
 
 
-SO_VERBS: Final = frozenset({"think", "hope", "guess", "believe", "say", "said", "do", "did", "suppose", "tell"})
+SO_VERBS: Final = frozenset(
+    {"think", "hope", "guess", "believe", "say", "said", "do", "did", "suppose", "tell"}
+)
 
 
 def words_of(text: str) -> list[str]:
@@ -261,6 +532,8 @@ def _assess_last_word(words: list[str]) -> Assessment | None:
         return Assessment(Completeness.INCOMPLETE, "stranded:like")
     if last == "so" and _lemma(before) in SO_VERBS:
         return None  # "I think so", "I hope so"
+    if before == "to" and len(words) > 2 and _lemma(words[-3]) in INFINITIVE_HEADS:
+        return Assessment(Completeness.UNSURE, f"infinitive:{last}")  # "I'd like to book"
     if last in WEAK_ENDINGS:
         return Assessment(Completeness.UNSURE, f"weak:{last}")
     return None
@@ -287,6 +560,8 @@ def assess_completeness(text: str) -> Assessment:
         return digits
     if words[-1] in MAGNITUDES:
         return Assessment(Completeness.UNSURE, f"magnitude:{words[-1]}")
+    if words[-1] in TENS and len(words) > 1 and words[-2] in MAGNITUDES | {"and"}:
+        return Assessment(Completeness.UNSURE, f"compound-number:{words[-1]}")
     if words[-1] in FILLERS or any(tuple(words[-len(p) :]) == p for p in FILLER_PHRASES):
         return Assessment(Completeness.INCOMPLETE, f"filler:{words[-1]}")
     if all(w in OPENERS for w in words) and " ".join(words) not in SHORT_ANSWERS:

@@ -30,7 +30,7 @@ Rules:
 4. ``UserPaused`` (speculate, send ``finalize``) fires ``speculate_lead_ms`` before the hold
    ends but never before ``speculate_min_ms`` of silence; speech after it gives ``UserResumed``.
 5. ``EndOfTurn`` fires when the silence reaches the hold, at once on ``<end>`` (unless the text
-   is plainly INCOMPLETE: then ``<end>`` only confirms the text, see
+   looks INCOMPLETE or UNSURE: then ``<end>`` only confirms the text, see
    ``TurnConfig.endpoint_always_commits``), or when the agent starts talking over an open turn.
    ``<fin>`` confirms that the text is current.
 6. No words: after ``no_text_wait_ms`` of silence the turn ends only if the VAD heard at least
@@ -75,9 +75,38 @@ logger = logging.getLogger(__name__)
 MARKERS: Final = ("<end>", "<fin>")
 BACKCHANNEL_WORDS: Final = frozenset(
     {
-        "uh", "huh", "uh-huh", "mm", "hmm", "mhm", "mm-hmm", "hm", "okay", "ok", "yeah", "yes", "yep",
-        "yup", "right", "sure", "alright", "i", "see", "got", "it", "cool", "great", "good", "oh",
-        "ah", "exactly", "true", "gotcha", "wow", "nice", "all",
+        "uh",
+        "huh",
+        "uh-huh",
+        "mm",
+        "hmm",
+        "mhm",
+        "mm-hmm",
+        "hm",
+        "okay",
+        "ok",
+        "yeah",
+        "yes",
+        "yep",
+        "yup",
+        "right",
+        "sure",
+        "alright",
+        "i",
+        "see",
+        "got",
+        "it",
+        "cool",
+        "great",
+        "good",
+        "oh",
+        "ah",
+        "exactly",
+        "true",
+        "gotcha",
+        "wow",
+        "nice",
+        "all",
     }
 )
 
@@ -184,7 +213,7 @@ class TurnConfig:
         backchannel_max_words: more words than this are never a backchannel.
         backchannel_silence_ms: silence after an acknowledgement before it is a backchannel.
         endpoint_always_commits: if False (default), a Soniox ``<end>`` after text that is
-            plainly INCOMPLETE ("my account number is") does not end the turn; it only marks
+            INCOMPLETE or UNSURE ("my account number is") does not end the turn; it only marks
             the text as current. Soniox documents ``<end>`` as semantic, but a silence-based
             endpoint (or a slow talker) must not cut a caller off mid-clause.
     """
@@ -192,7 +221,7 @@ class TurnConfig:
     frame_ms: int = 20
     hold_ms: Mapping[Completeness, int] = field(default_factory=_default_holds)
     stale_text_wait_ms: int = 700
-    coverage_slack_ms: int = 150
+    coverage_slack_ms: int = 50
     speculate_min_ms: int = 120
     speculate_lead_ms: int = 400
     no_text_wait_ms: int = 800
@@ -267,7 +296,9 @@ class TurnDetector:
         else:
             self._on_quiet(t_ms)
 
-    def on_tokens(self, final_text_delta: str, nonfinal_text: str, t_ms: int, audio_end_ms: int | None = None) -> None:
+    def on_tokens(
+        self, final_text_delta: str, nonfinal_text: str, t_ms: int, audio_end_ms: int | None = None
+    ) -> None:
         """Take one Soniox result; then drain events.
 
         Args:
@@ -290,7 +321,10 @@ class TurnDetector:
         self._nonfinal = nonfinal_text[self._skip_chars :]
         if audio_end_ms is not None:
             self._text_end_ms = max(self._text_end_ms or 0, audio_end_ms)
-            if self._state in _USER_OPEN and audio_end_ms > self._last_voice_ms:
+            if (
+                self._state in _USER_OPEN
+                and audio_end_ms > self._last_voice_ms + self.config.coverage_slack_ms
+            ):
                 # The STT heard a word ending after the VAD's last voice frame (quiet speech in
                 # noise): the word is evidence of speech, so the silence starts after it.
                 self._last_voice_ms = min(audio_end_ms, t_ms)
@@ -327,9 +361,9 @@ class TurnDetector:
             self._barge_in(t_ms)
         if self._state in _USER_OPEN:
             verdict = assess_completeness(self.turn_text).verdict
-            if verdict is Completeness.INCOMPLETE and not self.config.endpoint_always_commits:
-                # The words end on "is", "and", a filler or half a phone number: take <end> as
-                # "the text is current" and keep waiting out the (long) hold instead.
+            if verdict <= Completeness.UNSURE and not self.config.endpoint_always_commits:
+                # The words end on "is", "and", a filler, half a phone number or a bare first
+                # name: take <end> as "the text is current" and wait out the hold instead.
                 self._fin_ms = t_ms
                 self._evaluate_pause(t_ms)
                 return
@@ -484,9 +518,8 @@ class TurnDetector:
 
     def _overlap_is_backchannel(self) -> bool:
         words = words_of(self.turn_text)
-        return (
-            0 < len(words) <= self.config.backchannel_max_words
-            and all(w in BACKCHANNEL_WORDS for w in words)
+        return 0 < len(words) <= self.config.backchannel_max_words and all(
+            w in BACKCHANNEL_WORDS for w in words
         )
 
     def _evaluate_overlap(self, t_ms: int, *, voice: bool) -> None:
@@ -518,7 +551,9 @@ class TurnDetector:
             verdict = assess_completeness(text).verdict
         silence = max(0, t_ms - self._last_voice_ms)
         self._fire(Trigger.COMMIT)
-        self._events.append(EndOfTurn(t_ms=t_ms, text=text, reason=reason, verdict=verdict, silence_ms=silence))
+        self._events.append(
+            EndOfTurn(t_ms=t_ms, text=text, reason=reason, verdict=verdict, silence_ms=silence)
+        )
         self._consume_text()
 
     def _consume_text(self) -> None:

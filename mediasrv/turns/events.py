@@ -22,11 +22,11 @@ class TurnEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     t_ms: int
 
 
-class UserStarted(TurnEvent, tag="user_started"):
+class UserStarted(TurnEvent, frozen=True, kw_only=True, tag="user_started"):
     """The caller started a turn while the agent was silent (VAD onset, or words with no VAD)."""
 
 
-class UserPaused(TurnEvent, tag="user_paused"):
+class UserPaused(TurnEvent, frozen=True, kw_only=True, tag="user_paused"):
     """Tentative end of turn: start a speculative reply and send Soniox ``finalize``.
 
     Attributes:
@@ -40,11 +40,11 @@ class UserPaused(TurnEvent, tag="user_paused"):
     silence_ms: int
 
 
-class UserResumed(TurnEvent, tag="user_resumed"):
+class UserResumed(TurnEvent, frozen=True, kw_only=True, tag="user_resumed"):
     """The caller spoke again after :class:`UserPaused`: cancel the speculation."""
 
 
-class EndOfTurn(TurnEvent, tag="end_of_turn"):
+class EndOfTurn(TurnEvent, frozen=True, kw_only=True, tag="end_of_turn"):
     """The caller's turn is over: commit and reply.
 
     Attributes:
@@ -61,7 +61,7 @@ class EndOfTurn(TurnEvent, tag="end_of_turn"):
     silence_ms: int
 
 
-class FalseStart(TurnEvent, tag="false_start"):
+class FalseStart(TurnEvent, frozen=True, kw_only=True, tag="false_start"):
     """A :class:`UserStarted` turn turned out to be noise (no words, too short): drop it.
 
     Attributes:
@@ -71,7 +71,7 @@ class FalseStart(TurnEvent, tag="false_start"):
     voiced_ms: int
 
 
-class BargeIn(TurnEvent, tag="barge_in"):
+class BargeIn(TurnEvent, frozen=True, kw_only=True, tag="barge_in"):
     """The caller interrupts the agent: stop playback now. Opens a user turn (no UserStarted).
 
     Attributes:
@@ -81,7 +81,7 @@ class BargeIn(TurnEvent, tag="barge_in"):
     text: str
 
 
-class Backchannel(TurnEvent, tag="backchannel"):
+class Backchannel(TurnEvent, frozen=True, kw_only=True, tag="backchannel"):
     """The caller acknowledged ("uh huh", "okay") while the agent talks: keep talking.
 
     Attributes:

@@ -211,16 +211,15 @@ class VoiceActivityDetector:
     def _shift(self) -> None:
         n = self.frame_samples
         self._raw[: n + 1] = self._raw[n:]
-        self._diff[:n] = self._diff_cur
 
     def _analyse(self) -> VadResult:
         cfg = self.config
         cur = self._cur
         energy = float(np.dot(cur, cur))
         energy_db = 10.0 * math.log10(energy / self.frame_samples + 1.0)
-        n = self.frame_samples
         diff = self._diff_cur
-        np.subtract(cur, self._raw[n:-1], out=diff)
+        # first difference of both frames at once (cheaper than shifting the old half)
+        np.subtract(self._raw[1:], self._raw[:-1], out=self._diff)
         diff_energy = float(np.dot(diff, diff))
         # The lagged window straddles two frames: normalise by the larger frame energy so the
         # score stays within [0, 1] at onsets and offsets.

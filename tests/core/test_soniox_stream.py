@@ -24,7 +24,9 @@ def tok(text: str, start: int, end: int, final: bool, conf: float = 0.9) -> dict
 
 
 def frame(tokens: list[dict], final_ms: int, total_ms: int, **extra: object) -> str:
-    return json.dumps({"tokens": tokens, "final_audio_proc_ms": final_ms, "total_audio_proc_ms": total_ms, **extra})
+    return json.dumps(
+        {"tokens": tokens, "final_audio_proc_ms": final_ms, "total_audio_proc_ms": total_ms, **extra}
+    )
 
 
 # A short exchange as Soniox streams it: non-finals revised, then finals once, then <end>.
@@ -33,7 +35,11 @@ HELLO_WORLD = [
     frame([tok("Hel", 120, 180, False), tok("lo", 180, 300, False)], 0, 360),
     frame([tok("Hel", 120, 180, True), tok("lo", 180, 300, True), tok(" wor", 420, 480, False)], 300, 540),
     frame([tok(" wor", 420, 480, False), tok("ld", 480, 600, False)], 300, 660),
-    frame([tok(" wor", 420, 480, True), tok("ld", 480, 600, True), tok("<end>", 600, 600, True, 1.0)], 1200, 1200),
+    frame(
+        [tok(" wor", 420, 480, True), tok("ld", 480, 600, True), tok("<end>", 600, 600, True, 1.0)],
+        1200,
+        1200,
+    ),
 ]
 
 
@@ -76,10 +82,13 @@ def test_nonfinals_are_replaced_by_each_response():
 
 def test_a_final_word_split_across_responses_is_joined():
     asm = TranscriptAssembler()
-    events = feed(asm, [
-        frame([tok("Thurs", 100, 300, True), tok("day", 300, 500, False)], 300, 500),
-        frame([tok("day", 300, 500, True), tok(" works", 520, 800, False)], 500, 800),
-    ])
+    events = feed(
+        asm,
+        [
+            frame([tok("Thurs", 100, 300, True), tok("day", 300, 500, False)], 300, 500),
+            frame([tok("day", 300, 500, True), tok(" works", 520, 800, False)], 500, 800),
+        ],
+    )
     words = [w.text for e in events if isinstance(e, FinalWords) for w in e.words]
     assert words == ["Thursday"]
 
@@ -144,9 +153,22 @@ def test_malformed_frames_become_error_events_not_exceptions():
 
 def test_unknown_fields_and_untimed_tokens_are_accepted():
     asm = TranscriptAssembler()
-    data = json.dumps({"tokens": [{"text": "Hola", "is_final": True, "translation_status": "translation",
-                                   "speaker": "1", "is_audio_event": False}], "final_audio_proc_ms": 0,
-                       "total_audio_proc_ms": 0, "new_field": 1})
+    data = json.dumps(
+        {
+            "tokens": [
+                {
+                    "text": "Hola",
+                    "is_final": True,
+                    "translation_status": "translation",
+                    "speaker": "1",
+                    "is_audio_event": False,
+                }
+            ],
+            "final_audio_proc_ms": 0,
+            "total_audio_proc_ms": 0,
+            "new_field": 1,
+        }
+    )
     asm.receive_text(data, 1.0)
     asm.receive_text(frame([], 0, 0, finished=True), 1.1)
     assert [w.text for e in asm.events_received() if isinstance(e, FinalWords) for w in e.words] == ["Hola"]
@@ -169,10 +191,15 @@ def test_replayed_finals_are_shifted_and_not_delivered_twice():
     feed(asm, HELLO_WORLD[:3])  # "Hello" final, " wor" pending
     asm.begin_session(offset_ms=100)  # the new connection's audio starts at original 100 ms
     # The new server re-recognizes the replayed audio: its times are 100 ms earlier.
-    events = feed(asm, [
-        frame([tok("Hel", 20, 80, True), tok("lo", 80, 200, True), tok(" world", 320, 500, False)], 200, 520),
-        frame([tok(" world", 320, 500, True), tok("<end>", 500, 500, True)], 1000, 1000),
-    ])
+    events = feed(
+        asm,
+        [
+            frame(
+                [tok("Hel", 20, 80, True), tok("lo", 80, 200, True), tok(" world", 320, 500, False)], 200, 520
+            ),
+            frame([tok(" world", 320, 500, True), tok("<end>", 500, 500, True)], 1000, 1000),
+        ],
+    )
     words = [w for e in events if isinstance(e, FinalWords) for w in e.words]
     assert [(w.text, w.start_ms, w.end_ms) for w in words] == [("world", 420, 600)]
     assert asm.transcript() == "Hello world"

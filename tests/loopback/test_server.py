@@ -23,7 +23,9 @@ UTTERANCE = DEMO_CORPUS / "dev007.wav"  # "What is the price of the pro plan?"
 
 @pytest.fixture
 async def daemon():
-    d, runner, port = await start_daemon(ServerConfig(host="127.0.0.1", port=0, mode="echo", drain_timeout_s=1.0))
+    d, runner, port = await start_daemon(
+        ServerConfig(host="127.0.0.1", port=0, mode="echo", drain_timeout_s=1.0)
+    )
     try:
         yield d, port
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mediasrv.emulators.caller import load_wav_ulaw
+from mediasrv.corpus import read_wav_ulaw
 from mediasrv.emulators.soniox import SonioxEmulator
 from mediasrv.emulators.soniox_script import ScriptUtterance
 from mediasrv.errors import ProviderRejected
@@ -39,7 +39,7 @@ def _label(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def dev033() -> tuple[bytes, dict]:
-    return load_wav_ulaw(CORPUS / "dev033.wav"), _label("dev033.wav")
+    return read_wav_ulaw(CORPUS / "dev033.wav"), _label("dev033.wav")
 
 
 async def _feed(stt: SonioxClient, audio: bytes, *, start_ms: int = 0, end_ms: int | None = None) -> None:
@@ -49,22 +49,24 @@ async def _feed(stt: SonioxClient, audio: bytes, *, start_ms: int = 0, end_ms: i
         await asyncio.sleep(0.02 / SPEED)
 
 
-async def _until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 class Collector:
     def __init__(self, stt: SonioxClient) -> None:
         self.events: list[SttEvent] = []
         self.error: BaseException | None = None
+        self._changed = asyncio.Event()
         self.task = asyncio.create_task(self._run(stt))
+
+    async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
 
     async def _run(self, stt: SonioxClient) -> None:
         try:
             async for event in stt:
                 self.events.append(event)
+                self._changed.set()
         except ProviderRejected as exc:
             self.error = exc
 
@@ -90,7 +92,7 @@ async def test_final_transcript_equals_script_and_end_arrives(dev033):
         async with SonioxClient(SttConfig(), url=emu.url, api_key=KEY) as stt:
             got = Collector(stt)
             await _feed(stt, audio)
-            await _until(lambda: got.final_words()[-1:] == ["nine"] and bool(got.endpoints("end")))
+            await got.until(lambda: got.final_words()[-1:] == ["nine"] and bool(got.endpoints("end")))
         await got.task
     assert stt.assembler.transcript() == label["text"]
     assert got.final_words() == label["text"].split()
@@ -113,12 +115,30 @@ async def test_words_follow_the_audio_received_not_the_clock(dev033):
             heard = stt.assembler.transcript() + " " + stt.assembler.nonfinal_text()
             assert "number" not in heard
             await _feed(stt, audio, start_ms=1000)
-            await _until(lambda: got.final_words()[-1:] == ["nine"])
+            await got.until(lambda: got.final_words()[-1:] == ["nine"])
         await got.task
     for message in emu.sessions[0].messages:
         assert message.final_audio_proc_ms <= message.total_audio_proc_ms  # type: ignore[union-attr]
         for token in message.tokens:  # type: ignore[union-attr]
             assert token.end_ms is not None and token.end_ms <= message.total_audio_proc_ms  # type: ignore[union-attr]
+
+
+async def test_two_utterances_in_one_stream_and_a_script_added_while_running(dev033):
+    audio, label = dev033
+    first = _label("dev000.wav")
+    async with _emulator(first) as emu:
+        async with SonioxClient(SttConfig(), url=emu.url) as stt:
+            got = Collector(stt)
+            await _feed(stt, read_wav_ulaw(CORPUS / "dev000.wav"))
+            await got.until(lambda: got.final_words()[-1:] == ["better"] and bool(got.endpoints("end")))
+            assert stt.assembler.utterance_text() == first["text"]
+            stt.assembler.reset_utterance()
+            emu.script.add(ScriptUtterance.from_label(label))
+            await _feed(stt, audio)
+            await got.until(lambda: got.final_words()[-1:] == ["nine"])
+            assert stt.assembler.utterance_text() == label["text"]
+        await got.task
+    assert stt.assembler.transcript() == f"{first['text']} {label['text']}"
 
 
 # ---------------------------------------------------------------- 3.2 finalize, keepalive
@@ -133,7 +153,7 @@ async def test_finalize_answers_fin_with_the_words_heard(dev033):
             await _feed(stt, audio, end_ms=2000)
             sent_at = time.monotonic()
             stt.finalize()
-            await _until(lambda: bool(got.endpoints("fin")))
+            await got.until(lambda: bool(got.endpoints("fin")))
         await got.task
     fin = got.endpoints("fin")[0]
     assert fin.final_text == "My account number is"
@@ -146,8 +166,8 @@ async def test_keepalive_when_no_audio_flows(dev033):
     _, label = dev033
     async with _emulator(label) as emu:
         async with SonioxClient(SttConfig(), url=emu.url, timeouts=Timeouts(keepalive_s=0.05)) as stt:
-            await _until(lambda: bool(emu.sessions) and emu.sessions[0].keepalives >= 3, 2.0)
-    assert stt.stats.keepalives_sent >= 3
+            await asyncio.sleep(0.3)
+    assert stt.stats.keepalives_sent >= 3 and emu.sessions[0].keepalives == stt.stats.keepalives_sent
 
 
 # ------------------------------------------------------------------ reconnect and resume
@@ -164,7 +184,7 @@ async def test_failure_mid_utterance_loses_no_final_word(dev033, fault):
         async with SonioxClient(SttConfig(), url=emu.url, rng=random.Random(1)) as stt:
             got = Collector(stt)
             await _feed(stt, audio)
-            await _until(lambda: got.final_words()[-1:] == ["nine"])
+            await got.until(lambda: got.final_words()[-1:] == ["nine"])
         await got.task
     assert got.final_words() == label["text"].split()  # complete, nothing twice
     assert stt.assembler.transcript() == label["text"]
@@ -188,7 +208,7 @@ async def test_stall_delays_results_then_recovers(dev033):
             got = Collector(stt)
             started = time.monotonic()
             await _feed(stt, audio)
-            await _until(lambda: got.final_words()[-1:] == ["nine"])
+            await got.until(lambda: got.final_words()[-1:] == ["nine"])
         await got.task
     assert got.final_words() == label["text"].split()
     first_final = next(e.at for e in got.events if isinstance(e, FinalWords))
@@ -240,7 +260,10 @@ async def test_vendor_sdk_realtime_client_drives_the_emulator(dev033):
     async with _emulator(label, api_key=KEY) as emu:
         async with soniox.AsyncSonioxClient(api_key=KEY, websocket_base_url=emu.url) as client:
             config = RealtimeSTTConfig(
-                model="stt-rt-v4", audio_format="mulaw", sample_rate=8000, num_channels=1,
+                model="stt-rt-v4",
+                audio_format="mulaw",
+                sample_rate=8000,
+                num_channels=1,
                 enable_endpoint_detection=True,
             )
             finals: list[str] = []

@@ -381,4 +381,3 @@ def _translate_errors() -> Iterator[None]:
         raise ProviderConnectError(
             f"elevenlabs: cannot connect: {exc}", provider=PROVIDER, retryable=True
         ) from exc
-

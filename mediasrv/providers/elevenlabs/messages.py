@@ -29,6 +29,7 @@ import msgspec
 __all__ = [
     "OUTPUT_FORMATS",
     "Alignment",
+    "AlignmentOut",
     "ClientMessage",
     "CloseContext",
     "CloseSocket",
@@ -206,13 +207,21 @@ class ServerMessage(msgspec.Struct, frozen=True, kw_only=True):
         return bool(self.isFinal) or bool(self.is_final)
 
 
+class AlignmentOut(msgspec.Struct, frozen=True, kw_only=True):
+    """Alignment as a server sends it (every list present, even when empty)."""
+
+    chars: list[str]
+    charStartTimesMs: list[float]  # noqa: N815 - wire spelling
+    charDurationsMs: list[float]  # noqa: N815 - wire spelling
+
+
 class ServerAudioOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """An audio message as a server sends it (used by the emulator)."""
 
     audio: bytes
     contextId: str | None = None  # noqa: N815 - wire spelling
-    alignment: Alignment | None = None
-    normalizedAlignment: Alignment | None = None  # noqa: N815 - wire spelling
+    alignment: AlignmentOut | None = None
+    normalizedAlignment: AlignmentOut | None = None  # noqa: N815 - wire spelling
 
 
 class FinalOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -230,7 +230,8 @@ class _Context:
         "resumes",
         "skip_bytes",
         "state",
-        "tail_ms",
+        "wire_ms",
+        "word_start_ms",
         "text",
         "voiced_chars",
         "wire_id",
@@ -255,7 +256,10 @@ class _Context:
         self.alignment_seen = False
         self.voiced_chars = 0
         self.word_start = 0
-        self.tail_ms = 0.0
+        self.wire_ms = 0.0
+        """Audio ms received under the current wire id (the alignment timeline)."""
+        self.word_start_ms = 0.0
+        """Where, on that timeline, the word being spoken began."""
         self.dropped = 0
         self.resumes = 0
         self.converter = _Converter(output_format)
@@ -450,15 +454,19 @@ class ElevenLabsStream:
             if ctx is not None:
                 ctx.dropped += 1
             return
-        ctx.received_ms += len(audio) / ctx.converter.bytes_per_ms
+        chunk_ms = len(audio) / ctx.converter.bytes_per_ms
+        ctx.received_ms += chunk_ms
         if ctx.first_audio_at is None:
             ctx.first_audio_at = now
         if msg.alignment is not None:
-            self._track_alignment(ctx, msg.alignment)
+            self._track_alignment(ctx, msg.alignment, ctx.wire_ms)
+        ctx.wire_ms += chunk_ms
         self._deliver(ctx, ctx.converter.convert(audio))
 
-    def _track_alignment(self, ctx: _Context, alignment: Alignment) -> None:
+    def _track_alignment(self, ctx: _Context, alignment: Alignment, chunk_start_ms: float) -> None:
+        """Advance the voiced-character count and remember where (in ms) the current word began."""
         durations = alignment.durations_ms()
+        starts = alignment.charStartTimesMs
         ctx.alignment_seen = True
         for i, char in enumerate(alignment.chars):
             if ctx.voiced_chars >= len(ctx.text):
@@ -466,9 +474,8 @@ class ElevenLabsStream:
             ctx.voiced_chars += 1
             if char.isspace():
                 ctx.word_start = ctx.voiced_chars
-                ctx.tail_ms = 0.0
-            else:
-                ctx.tail_ms += durations[i] if i < len(durations) else 0.0
+                start = starts[i] if i < len(starts) else 0.0
+                ctx.word_start_ms = chunk_start_ms + start + (durations[i] if i < len(durations) else 0.0)
 
     def _deliver(self, ctx: _Context, ulaw: bytes) -> None:
         if ctx.skip_bytes:
@@ -536,7 +543,8 @@ class ElevenLabsStream:
         ctx.lost = False
         ctx.resumes += 1
         if ctx.alignment_seen:
-            start, skip_ms = ctx.word_start, ctx.tail_ms
+            # The part of the current word already received is skipped in the resumed audio.
+            start, skip_ms = ctx.word_start, max(0.0, ctx.wire_ms - ctx.word_start_ms)
         else:
             start, skip_ms = 0, ctx.delivered_bytes / ULAW_BYTES_PER_MS
         remaining = ctx.text[start:]
@@ -545,7 +553,7 @@ class ElevenLabsStream:
             return
         ctx.wire_id = f"{ctx.caller_id}~{ctx.resumes}"
         ctx.voiced_chars = ctx.word_start = start
-        ctx.tail_ms = 0.0
+        ctx.wire_ms = ctx.word_start_ms = 0.0
         ctx.skip_bytes = round(skip_ms * ULAW_BYTES_PER_MS)
         ctx.init_sent = False
         self._ensure_init(ctx, now, check_limit=False)

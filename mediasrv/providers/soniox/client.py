@@ -148,7 +148,9 @@ class SonioxClient:
         config = config or SttConfig()
         bps = bytes_per_second(config.audio_format, config.sample_rate, config.num_channels)
         if bps is None:
-            raise ConfigError(f"soniox: audio_format {config.audio_format!r} needs a raw format with sample_rate")
+            raise ConfigError(
+                f"soniox: audio_format {config.audio_format!r} needs a raw format with sample_rate"
+            )
         self._config_text = encode_text(
             msgspec.structs.replace(config, api_key=api_key if legacy_auth else None)
         )
@@ -274,11 +276,16 @@ class SonioxClient:
         except InvalidStatus as exc:
             status = exc.response.status_code
             cls = ProviderRejected if status in (400, 401, 403, 429) else ProviderConnectError
-            raise cls(f"soniox: upgrade refused with HTTP {status}", provider=PROVIDER, status=status,
-                      retryable=status >= 500) from exc
+            raise cls(
+                f"soniox: upgrade refused with HTTP {status}",
+                provider=PROVIDER,
+                status=status,
+                retryable=status >= 500,
+            ) from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:
-            raise ProviderConnectError(f"soniox: cannot connect to {self._url}: {exc!r}", provider=PROVIDER,
-                                       retryable=True) from exc
+            raise ProviderConnectError(
+                f"soniox: cannot connect to {self._url}: {exc!r}", provider=PROVIDER, retryable=True
+            ) from exc
         with contextlib.suppress(ConnectionClosed):
             # A server that refuses the Bearer key may answer and close before the config goes
             # out; the receive loop still reads that error frame and reports it.
@@ -302,8 +309,11 @@ class SonioxClient:
                 while True:
                     failures += 1
                     if failures > self._policy.max_attempts:
-                        raise ProviderConnectError(f"soniox: gave up after {failures - 1} reconnect attempts",
-                                                   provider=PROVIDER, retryable=True)
+                        raise ProviderConnectError(
+                            f"soniox: gave up after {failures - 1} reconnect attempts",
+                            provider=PROVIDER,
+                            retryable=True,
+                        )
                     delay = min(self._policy.max_delay_s, self._policy.base_delay_s * 2 ** (failures - 1))
                     await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
                     with contextlib.suppress(ProviderConnectError):
@@ -360,8 +370,12 @@ class SonioxClient:
             self._events.put_nowait(event)
             if event.retryable:
                 raise _Dropped(f"error {event.code}: {event.message}")
-            raise ProviderRejected(f"soniox: error {event.code}: {event.message}", provider=PROVIDER,
-                                   status=_int_or_none(event.code), retryable=False)
+            raise ProviderRejected(
+                f"soniox: error {event.code}: {event.message}",
+                provider=PROVIDER,
+                status=_int_or_none(event.code),
+                retryable=False,
+            )
         if isinstance(event, Endpoint) and event.kind == "fin" and self._fins_unanswered:
             self._fins_unanswered.pop(0)
         if isinstance(event, Finished):

@@ -53,7 +53,9 @@ RAW_SAMPLE_BYTES: Final[dict[str, int]] = {
 }
 """Bytes per sample of each raw ``audio_format`` (Node SDK ``AudioFormat`` type)."""
 
-CONTAINER_FORMATS: Final = frozenset({"auto", "aac", "aiff", "amr", "asf", "wav", "mp3", "flac", "ogg", "webm"})
+CONTAINER_FORMATS: Final = frozenset(
+    {"auto", "aac", "aiff", "amr", "asf", "wav", "mp3", "flac", "ogg", "webm"}
+)
 
 
 class ContextEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,7 +123,7 @@ class ConfigIn(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Keepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``{"type":"keepalive"}``: needed when no audio flows for more than 20 s (Soniox connection-keepalive)."""
+    """``{"type":"keepalive"}``: needed when no audio flows for over 20 s (Soniox connection-keepalive)."""
 
     type: Literal["keepalive"] = "keepalive"
 
@@ -194,7 +196,9 @@ ENCODER: Final = msgspec.json.Encoder()
 
 def encode_text(message: msgspec.Struct) -> str:
     """Encode a message as the JSON text of a WebSocket text frame, leaving out top-level ``None`` fields."""
-    fields = {name: value for name in message.__struct_fields__ if (value := getattr(message, name)) is not None}
+    fields = {
+        name: value for name in message.__struct_fields__ if (value := getattr(message, name)) is not None
+    }
     return ENCODER.encode(fields).decode()
 
 

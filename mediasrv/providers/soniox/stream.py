@@ -266,7 +266,9 @@ class TranscriptAssembler:
         else:
             self._word.add(token)
 
-    def _receive_marker(self, kind: Literal["end", "fin"], token: Token, finals: list[Word], now: float) -> None:
+    def _receive_marker(
+        self, kind: Literal["end", "fin"], token: Token, finals: list[Word], now: float
+    ) -> None:
         # "<end> ... is always final": every earlier token is final too, so the word is complete.
         if self._word is not None:
             finals.append(self._word.build())

@@ -1,0 +1,380 @@
+"""TurnDetector and the completeness scorer: scripted VAD/token sequences, no audio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mediasrv.turns import (
+    TRANSITIONS,
+    AnyTurnEvent,
+    Backchannel,
+    BargeIn,
+    Completeness,
+    EndOfTurn,
+    FalseStart,
+    Trigger,
+    TurnConfig,
+    TurnDetector,
+    TurnState,
+    UserPaused,
+    UserResumed,
+    UserStarted,
+    assess_completeness,
+)
+
+FRAME_MS = 20
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A VAD verdict (the detector reads only these two fields)."""
+
+    speech: bool
+    active: bool
+
+
+VOICE = Frame(speech=True, active=True)
+QUIET = Frame(speech=False, active=False)
+
+
+class Call:
+    """Drives a detector through audio time and collects its events with their times."""
+
+    def __init__(self, config: TurnConfig | None = None) -> None:
+        self.det = TurnDetector(config)
+        self.t = 0
+        self.events: list[AnyTurnEvent] = []
+        self.pending: list[tuple[int, str, str, int | None]] = []
+
+    def say(self, final: str, nonfinal: str, at_ms: int, audio_end_ms: int | None = None) -> None:
+        self.pending.append((at_ms, final, nonfinal, audio_end_ms))
+
+    def run(self, until_ms: int, frame: Frame) -> None:
+        while self.t < until_ms:
+            self.t += FRAME_MS
+            self.det.on_vad(frame, self.t)
+            for item in [p for p in self.pending if p[0] <= self.t]:
+                self.pending.remove(item)
+                self.det.on_tokens(item[1], item[2], self.t, audio_end_ms=item[3])
+            self.events += self.det.events_received()
+
+    def voice(self, ms: int) -> None:
+        self.run(self.t + ms, VOICE)
+
+    def quiet(self, ms: int) -> None:
+        self.run(self.t + ms, QUIET)
+
+    def of(self, kind: type) -> list[AnyTurnEvent]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+# ------------------------------------------------------------------- completeness rules
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("What is the price of the pro plan?", Completeness.COMPLETE),
+        ("I already paid that invoice online.", Completeness.COMPLETE),
+        ("yes", Completeness.COMPLETE),
+        ("no thanks", Completeness.COMPLETE),
+        ("my account number is", Completeness.INCOMPLETE),
+        ("so the problem is", Completeness.INCOMPLETE),
+        ("I think", Completeness.INCOMPLETE),
+        ("well", Completeness.INCOMPLETE),
+        ("I was wondering", Completeness.INCOMPLETE),
+        ("it's", Completeness.INCOMPLETE),
+        ("um", Completeness.INCOMPLETE),
+        ("I need help with the,", Completeness.INCOMPLETE),
+        ("it's two thousand", Completeness.UNSURE),
+        ("five five five", Completeness.INCOMPLETE),
+        ("555 123", Completeness.INCOMPLETE),
+        ("555 123 4567", Completeness.LIKELY),
+        ("my zip is nine four one", Completeness.INCOMPLETE),
+        ("my zip is 94107", Completeness.COMPLETE),
+        ("my account number is four five six seven", Completeness.UNSURE),
+        ("my account number is four five", Completeness.INCOMPLETE),
+        ("the card number is 4111 1111 1111", Completeness.INCOMPLETE),
+        ("my name is John", Completeness.UNSURE),
+        ("my name is John Smith", Completeness.LIKELY),
+        ("it keeps crashing when I log in", Completeness.LIKELY),
+        ("I live in", Completeness.INCOMPLETE),
+        ("I think so", Completeness.LIKELY),
+        ("I'd like to book", Completeness.UNSURE),
+        ("", Completeness.INCOMPLETE),
+    ],
+)
+def test_completeness_rules(text: str, verdict: Completeness) -> None:
+    assert assess_completeness(text).verdict is verdict
+
+
+# ------------------------------------------------------------------------ end of turn
+
+
+def test_complete_sentence_ends_fast() -> None:
+    call = Call()
+    call.voice(1500)
+    call.say("", " What is the price of the pro plan?", at_ms=1620, audio_end_ms=1500)
+    call.quiet(1500)
+    assert [type(e) for e in call.events] == [UserStarted, UserPaused, EndOfTurn]
+    end = call.of(EndOfTurn)[0]
+    assert isinstance(end, EndOfTurn)
+    assert end.text == "What is the price of the pro plan?"
+    assert end.t_ms - 1500 <= 250
+
+
+def test_unfinished_clause_waits_through_a_pause() -> None:
+    call = Call()
+    call.voice(1200)
+    call.say("", " My account number is", at_ms=1320, audio_end_ms=1200)
+    call.quiet(900)  # a long hesitation
+    assert not call.of(EndOfTurn)
+    call.voice(1500)
+    call.say(" My account number is", " four five six seven eight nine", at_ms=2700 + 120, audio_end_ms=3600)
+    call.quiet(1500)
+    ends = call.of(EndOfTurn)
+    assert len(ends) == 1
+    assert isinstance(ends[0], EndOfTurn)
+    assert ends[0].text == "My account number is four five six seven eight nine"
+
+
+def test_digit_groups_do_not_end_the_turn_until_the_number_is_whole() -> None:
+    call = Call()
+    t = 0
+    groups = ["five five five", "one two three", "four five six seven"]
+    text = ""
+    for i, group in enumerate(groups):
+        call.voice(900)
+        t = call.t
+        text = (text + " " + group).strip()
+        call.say("", text, at_ms=t + 120, audio_end_ms=t)
+        if i < len(groups) - 1:
+            call.quiet(450)
+            assert not call.of(EndOfTurn), group
+    call.quiet(1000)
+    end = call.of(EndOfTurn)[0]
+    assert isinstance(end, EndOfTurn)
+    assert end.t_ms - t <= 450
+
+
+def test_soniox_end_commits_at_once() -> None:
+    call = Call()
+    call.voice(800)
+    call.say("", " I need a refund", at_ms=900, audio_end_ms=800)
+    call.run(900, QUIET)
+    call.det.on_endpoint("end", 900)
+    call.events += call.det.events_received()
+    end = call.of(EndOfTurn)[0]
+    assert isinstance(end, EndOfTurn)
+    assert (end.t_ms, end.reason) == (900, "endpoint")
+
+
+@pytest.mark.parametrize("always", [False, True])
+def test_soniox_end_after_an_unfinished_clause(always: bool) -> None:
+    call = Call(TurnConfig(endpoint_always_commits=always))
+    call.voice(800)
+    call.say(" so the problem is", "", at_ms=900, audio_end_ms=800)
+    call.run(900, QUIET)
+    call.det.on_endpoint("end", 900)
+    call.events += call.det.events_received()
+    assert bool(call.of(EndOfTurn)) is always
+
+
+def test_user_resumes_after_a_tentative_pause() -> None:
+    call = Call()
+    call.voice(700)
+    call.say("", " I need to change my address", at_ms=800, audio_end_ms=700)
+    call.quiet(160)
+    assert call.of(UserPaused) and not call.of(EndOfTurn)
+    call.voice(600)
+    assert call.of(UserResumed)
+    resumed = call.of(UserResumed)[0]
+    assert resumed.t_ms == 700 + 160 + FRAME_MS
+
+
+def test_fin_confirms_stale_text() -> None:
+    # No word timings: text that arrived before the speech ended is not trusted as current,
+    # until <fin> says Soniox has finalized everything it heard.
+    call = Call()
+    call.say("", " yes", at_ms=300)
+    call.voice(600)
+    call.quiet(200)
+    assert not call.of(EndOfTurn)
+    call.det.on_endpoint("fin", call.t)
+    call.quiet(FRAME_MS)
+    assert call.of(EndOfTurn)
+
+
+# ------------------------------------------------------------- noise and short answers
+
+
+def test_cough_without_words_is_not_a_turn() -> None:
+    call = Call()
+    call.voice(200)
+    call.quiet(1500)
+    assert [type(e) for e in call.events] == [UserStarted, FalseStart]
+
+
+def test_long_speech_without_words_still_ends_the_turn() -> None:
+    call = Call()
+    call.voice(1500)
+    call.quiet(1500)
+    end = call.of(EndOfTurn)[0]
+    assert isinstance(end, EndOfTurn)
+    assert end.reason == "no_text"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    word=st.sampled_from(["yes", "no", "okay", "yeah", "sure", "correct", "nope", "hello"]),
+    voice_ms=st.integers(0, 25).map(lambda n: n * FRAME_MS),
+    lag_ms=st.integers(40, 1200),
+)
+def test_short_answer_is_never_missed(word: str, voice_ms: int, lag_ms: int) -> None:
+    # whatever the VAD heard (even nothing) and however late the STT is, the answer ends a turn
+    call = Call()
+    call.quiet(400)
+    call.voice(voice_ms)
+    call.say("", f" {word}", at_ms=call.t + lag_ms, audio_end_ms=call.t)
+    call.quiet(3000)
+    ends = call.of(EndOfTurn)
+    assert len(ends) == 1
+    assert isinstance(ends[0], EndOfTurn)
+    assert ends[0].text == word
+
+
+def test_late_finals_of_a_committed_turn_do_not_open_a_new_turn() -> None:
+    call = Call()
+    call.voice(500)
+    call.say("", " no thanks", at_ms=600, audio_end_ms=500)
+    call.quiet(400)
+    assert len(call.of(EndOfTurn)) == 1
+    call.say(" no thanks", "", at_ms=call.t + 100, audio_end_ms=500)
+    call.quiet(2000)
+    assert len(call.of(EndOfTurn)) == 1
+    assert len(call.of(UserStarted)) == 1
+
+
+# ---------------------------------------------------------------- agent speaking
+
+
+def test_backchannel_while_agent_speaks_is_not_barge_in() -> None:
+    call = Call()
+    call.det.set_agent_speaking(True, 0)
+    call.quiet(500)
+    call.voice(400)
+    call.say("", " uh huh", at_ms=call.t + 120, audio_end_ms=call.t)
+    call.quiet(800)
+    assert [type(e) for e in call.events] == [Backchannel]
+    assert call.det.state is TurnState.AGENT_SPEAKING
+
+
+def test_real_speech_while_agent_speaks_is_barge_in() -> None:
+    call = Call()
+    call.det.set_agent_speaking(True, 0)
+    call.quiet(500)
+    call.say("", " wait I", at_ms=call.t + 400, audio_end_ms=call.t + 250)
+    call.voice(600)
+    barge = call.of(BargeIn)
+    assert barge and not call.of(Backchannel)
+    assert isinstance(barge[0], BargeIn)
+    assert barge[0].t_ms <= 500 + 400 + FRAME_MS
+    assert call.det.state in (TurnState.USER_SPEAKING, TurnState.USER_PAUSING)
+    call.det.set_agent_speaking(False, call.t)
+    call.say(" wait I", " have a question?", at_ms=call.t + 300, audio_end_ms=call.t + 200)
+    call.voice(200)
+    call.quiet(600)
+    end = call.of(EndOfTurn)[0]
+    assert isinstance(end, EndOfTurn)
+    assert end.text == "wait I have a question?"
+
+
+def test_long_wordless_speech_over_the_agent_is_barge_in() -> None:
+    call = Call()
+    call.det.set_agent_speaking(True, 0)
+    call.voice(1000)
+    barge = call.of(BargeIn)
+    assert barge
+    assert barge[0].t_ms == TurnConfig().barge_in_voiced_ms
+
+
+def test_agent_taking_the_floor_closes_an_open_turn() -> None:
+    call = Call()
+    call.voice(600)
+    call.say("", " my account number is", at_ms=700, audio_end_ms=600)
+    call.quiet(300)
+    call.det.set_agent_speaking(True, call.t)
+    call.events += call.det.events_received()
+    end = call.of(EndOfTurn)[0]
+    assert isinstance(end, EndOfTurn)
+    assert end.reason == "agent"
+    assert call.det.state is TurnState.AGENT_SPEAKING
+
+
+# ----------------------------------------------------------------- transition table
+
+
+def test_transition_table_is_closed_and_reachable() -> None:
+    assert set(TRANSITIONS) == set(TurnState)
+    for state, row in TRANSITIONS.items():
+        assert row, state
+        assert all(isinstance(t, Trigger) and isinstance(s, TurnState) for t, s in row.items())
+    reachable = {TurnState.LISTENING}
+    frontier = [TurnState.LISTENING]
+    while frontier:
+        for nxt in TRANSITIONS[frontier.pop()].values():
+            if nxt not in reachable:
+                reachable.add(nxt)
+                frontier.append(nxt)
+    assert reachable == set(TurnState)
+
+
+def render_mermaid() -> str:
+    """The state diagram, generated from the table (what the docs embed)."""
+    lines = ["stateDiagram-v2"]
+    for state, row in TRANSITIONS.items():
+        lines += [f"    {state.name} --> {target.name}: {trigger.value}" for trigger, target in row.items()]
+    return "\n".join(lines)
+
+
+def test_diagram_is_rendered_from_the_table() -> None:
+    diagram = render_mermaid()
+    assert diagram.count("-->") == sum(len(row) for row in TRANSITIONS.values())
+    for state in TurnState:
+        assert f"    {state.name} -->" in diagram
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        # (driver steps, final state); each step: ("voice"|"quiet", ms) or ("agent", bool) or ("say", text)
+        ([("voice", 200)], TurnState.USER_SPEAKING),
+        ([("voice", 200), ("quiet", 40)], TurnState.USER_PAUSING),
+        ([("say", "I need my invoice"), ("voice", 300), ("quiet", 160)], TurnState.USER_PAUSED),
+        ([("say", "yes"), ("voice", 300), ("quiet", 600)], TurnState.LISTENING),
+        ([("agent", True)], TurnState.AGENT_SPEAKING),
+        ([("agent", True), ("voice", 100)], TurnState.OVERLAP),
+        ([("agent", True), ("voice", 100), ("quiet", 1000)], TurnState.AGENT_SPEAKING),
+        ([("agent", True), ("voice", 100), ("agent", False)], TurnState.USER_SPEAKING),
+        ([("voice", 100), ("agent", True)], TurnState.OVERLAP),
+        ([("agent", True), ("agent", False)], TurnState.LISTENING),
+    ],
+)
+def test_transitions(script: list[tuple[str, object]], expected: TurnState) -> None:
+    call = Call()
+    for step, arg in script:
+        if step == "voice":
+            assert isinstance(arg, int)
+            call.voice(arg)
+        elif step == "quiet":
+            assert isinstance(arg, int)
+            call.quiet(arg)
+        elif step == "agent":
+            call.det.set_agent_speaking(bool(arg), call.t)
+        else:
+            call.say("", f" {arg}", at_ms=call.t, audio_end_ms=call.t + 300)
+    assert call.det.state is expected
