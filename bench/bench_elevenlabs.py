@@ -27,7 +27,10 @@ BUDGET_S = 0.01 * CHUNK_MS / 1000
 
 
 def _alignment(ms: int) -> AlignmentOut:
-    chars, starts, durations, t = [], [], [], 0
+    chars: list[str] = []
+    starts: list[float] = []
+    durations: list[float] = []
+    t = 0
     for ch, d in zip(TEXT, char_durations_ms(TEXT), strict=True):
         if t >= ms:
             break

@@ -293,7 +293,8 @@ def _fmt(s: Summary) -> str:
 
 HEADER = (
     f"| {'configuration':<44} | {'n':>3} | {'dead p50/95':>11} | {'cut%':>5} | {'miss%':>5} "
-    f"| {'short':>5} | {'spec/canc':>9} |\n|{'-' * 46}|{'-' * 5}|{'-' * 13}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * 11}|"
+    f"| {'short':>5} | {'spec/canc':>9} |\n"
+    + "|".join(["", "-" * 46, "-" * 5, "-" * 13, "-" * 7, "-" * 7, "-" * 7, "-" * 11, ""])
 )
 
 
@@ -333,12 +334,16 @@ def evaluate(
     return Evaluation(ours, end_only, fixed, vad_accuracy(utts, vad_config), variants)
 
 
+def _what(o: Outcome) -> str:
+    return "missed" if o.missed else f"cut at {o.end_ms} < {o.speech_end_ms}"
+
+
 def render(ev: Evaluation, printer: Callable[[str], None] = print) -> None:
     """Print the tables of an :class:`Evaluation`."""
     main = next(iter(ev.ours))
     printer(HEADER)
     for name, outs in ev.ours.items():
-        printer(_fmt(summarise(f"mediasrv VAD+TurnDetector, Soniox emu '{name}'", outs)))
+        printer(_fmt(summarise(f"mediasrv, Soniox emulator '{name}'", outs)))
     for name, outs in ev.variants.items():
         printer(_fmt(summarise(name, outs)))
     for ms, outs in ev.fixed.items():
@@ -346,7 +351,7 @@ def render(ev: Evaluation, printer: Callable[[str], None] = print) -> None:
     printer(_fmt(summarise(f"baseline: Soniox <end> only ('{main}')", ev.end_only)))
     for name, dead, cut, miss in PEER_ROWS:
         printer(f"| {name:<44} |  62 | {dead:>11} | {cut:>5} | {miss:>5} |     - |         - |")
-    printer("\nPer kind (mediasrv, profile '%s'; fixed-silence baselines beside it):" % main)
+    printer(f"\nPer kind (mediasrv, profile '{main}'; fixed-silence baselines beside it):")
     printer(HEADER)
     for kind in ("short", "statement", "hesitation", "numbers"):
         printer(_fmt(summarise(f"mediasrv  {kind}", [o for o in ev.ours[main] if o.kind == kind])))
@@ -366,10 +371,7 @@ def render(ev: Evaluation, printer: Callable[[str], None] = print) -> None:
     if bad:
         printer(
             "\nCut-offs / misses (mediasrv): "
-            + ", ".join(
-                f"{o.file}({o.kind}, {'missed' if o.missed else f'cut at {o.end_ms} < {o.speech_end_ms}'}: {o.text!r})"
-                for o in bad
-            )
+            + ", ".join(f"{o.file}({o.kind}, {_what(o)}: {o.text!r})" for o in bad)
         )
     slow = sorted(ev.ours[main], key=lambda o: -(o.dead_air_ms or 0))[:5]
     printer("Slowest (mediasrv): " + ", ".join(f"{o.file} {o.dead_air_ms} ms {o.text!r}" for o in slow))

@@ -55,7 +55,8 @@ def pink(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
 
 def scale_to_db(x: NDArray[np.float64], level_db: float) -> NDArray[np.float64]:
     """Scale to a mean-square level in dB re 1 LSB^2."""
-    return x * np.sqrt(10 ** (level_db / 10) / np.mean(x**2))
+    gain = float(np.sqrt(10 ** (level_db / 10) / np.mean(x**2)))
+    return x * gain
 
 
 def to_int16(x: NDArray[np.float64]) -> NDArray[np.int16]:
