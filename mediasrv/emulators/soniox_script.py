@@ -60,8 +60,8 @@ KEEP_AUDIO_MS: Final = 120_000
 SPEECH_ABOVE_FLOOR_DB: Final = 9.0
 SPEECH_MIN_DB: Final = 30.0
 """10*log10(mean square) of int16 samples; 30 dB is an RMS of about 32."""
-FLOOR_RISE_DB_PER_BLOCK: Final = 0.05
-FLOOR_FALL: Final = 0.3
+FLOOR_WINDOW_BLOCKS: Final = 75
+FLOOR_SMOOTHING: Final = 0.2
 ONSET_BLOCKS: Final = 2
 PIECE_SPLIT_CHARS: Final = 6
 """Words at least this long are sent as two sub-word tokens."""
@@ -105,23 +105,25 @@ def block_energy_db(block: bytes, audio_format: str) -> float:
 class EnergyDetector:
     """Speech/silence per 20 ms block: energy above an adaptive noise floor, with hysteresis.
 
-    The floor falls quickly to quieter blocks and creeps up slowly, so it follows line noise
-    but not speech. Onset needs ``ONSET_BLOCKS`` speech blocks in a row.
+    The floor is the smoothed minimum block energy of the last ``FLOOR_WINDOW_BLOCKS`` (1.5 s):
+    it follows line noise (and a change of noise level within 1.5 s) but not speech, whose
+    gaps between words are quieter. Onset needs ``ONSET_BLOCKS`` speech blocks in a row.
     """
 
     def __init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=FLOOR_WINDOW_BLOCKS)
         self._floor_db: float | None = None
         self._run = 0
         self.in_speech = False
 
     def receive_block(self, energy_db: float) -> bool:
         """Feed one block; return True when speech starts at this block's run (an onset)."""
-        if self._floor_db is None:
-            self._floor_db = energy_db
-        elif energy_db < self._floor_db:
-            self._floor_db += (energy_db - self._floor_db) * FLOOR_FALL
+        self._recent.append(energy_db)
+        minimum = min(self._recent)
+        if self._floor_db is None or minimum < self._floor_db:
+            self._floor_db = minimum
         else:
-            self._floor_db += min(energy_db - self._floor_db, FLOOR_RISE_DB_PER_BLOCK)
+            self._floor_db += (minimum - self._floor_db) * FLOOR_SMOOTHING
         loud = energy_db > self._floor_db + SPEECH_ABOVE_FLOOR_DB and energy_db > SPEECH_MIN_DB
         self._run = self._run + 1 if loud else 0
         onset = not self.in_speech and self._run >= ONSET_BLOCKS
@@ -133,6 +135,7 @@ class EnergyDetector:
 
     def continue_from(self, other: EnergyDetector) -> None:
         """Carry the noise floor over from a session whose audio this one continues."""
+        self._recent.extend(other._recent)
         self._floor_db = other._floor_db
         self.in_speech = True
 
