@@ -65,6 +65,7 @@ class CallHandle(Protocol):
     def clear(self) -> ClearReport: ...
     def is_speaking(self) -> bool: ...
     def hangup(self) -> None: ...
+    def notify_next_frame(self, callback: Callable[[float], None]) -> None: ...
 
 
 class Behaviour(Protocol):
@@ -117,6 +118,7 @@ class MediaCall:
         self._sender: asyncio.Task[None] | None = None
         self._jitter_timer: asyncio.TimerHandle | None = None
         self._outbox: list[str] = []
+        self._frame_callbacks: list[Callable[[float], None]] = []
         self._send_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ CallHandle
@@ -145,6 +147,10 @@ class MediaCall:
     def is_speaking(self) -> bool:
         """Whether agent audio is believed to be playing at the caller now."""
         return self.pacer.is_speaking(self._loop.time())
+
+    def notify_next_frame(self, callback: Callable[[float], None]) -> None:
+        """Call ``callback(loop_time)`` right after the next media frame is written to Telnyx."""
+        self._frame_callbacks.append(callback)
 
     def hangup(self) -> None:
         """End the call from our side (closes the media socket)."""
@@ -262,6 +268,11 @@ class MediaCall:
                         self.first_frame_out_at = now
                     await ws.send_str(self.stream.send_media(item.payload))
                     self.stats.frames_out += 1
+                    if self._frame_callbacks:
+                        sent_at = loop.time()
+                        callbacks, self._frame_callbacks = self._frame_callbacks, []
+                        for cb in callbacks:
+                            cb(sent_at)
                 else:
                     await ws.send_str(self.stream.send_mark(item.name))
                     self.stats.marks_sent += 1

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--profile", default="fast", choices=sorted(PROFILES))
     d.add_argument("--calls", type=int, default=1, help="concurrent calls")
     d.add_argument("--corpus", default=None, help="a directory in the corpus format (labels.json + WAVs)")
-    d.add_argument("--turns", type=int, default=4, help="caller utterances per call")
+    d.add_argument("--turns", type=int, default=5, help="caller utterances per call")
+    d.add_argument("--agent", default=None, help="agent file (.json/.toml); default: a built-in support agent")
     d.add_argument("--json", action="store_true", help="end with one JSON summary line")
     d.add_argument("--seed", type=int, default=7)
 
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             turns=args.turns,
             json=args.json,
             seed=args.seed,
+            agent=args.agent,
         )
         result: list[int] = []
 

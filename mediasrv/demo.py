@@ -1,23 +1,52 @@
-"""``mediasrv demo``: the daemon, a simulated Telnyx caller and (later) the emulated providers,
-on 127.0.0.1, holding a scripted conversation from a corpus and printing each turn.
+"""``mediasrv demo``: the daemon, the emulated providers and a simulated caller on 127.0.0.1.
 
-End-to-end latency is measured as the caller experiences it: from the true end of the
-caller's speech (the corpus labels, placed on the caller's send clock) to the first
-agent audio frame received on the media socket.
+What runs (no API keys, nothing leaves the machine):
+
+* the Soniox, ElevenLabs, OpenAI-compatible and Telnyx emulators, on the chosen profile;
+* the mediasrv daemon in agent mode (webhook + media WebSocket), wired to those emulators;
+* per call, the Telnyx emulator rings the daemon (signed ``call.initiated``), the daemon
+  answers with its stream URL, and a simulated caller on the media socket speaks corpus
+  utterances in real time, waiting for each reply; one turn barges in on the agent.
+
+End-to-end latency is the time from the true end of the caller's speech (the corpus labels,
+placed on the caller's send clock) to the first agent frame the daemon sent to Telnyx. Both
+sides run in this process, so both stamps come from the same monotonic clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import random
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from mediasrv.agent.config import AgentConfig, load_agent
+from mediasrv.agent.service import AgentService, Endpoints
 from mediasrv.corpus import Utterance, load_labels, read_wav_ulaw
 from mediasrv.emulators.caller import SimulatedCaller
-from mediasrv.server import MEDIA_PATH, ServerConfig, start_daemon
-from mediasrv.timing import percentile
+from mediasrv.emulators.elevenlabs import ElevenLabsEmulator
+from mediasrv.emulators.llm import LLMEmulator
+from mediasrv.emulators.soniox import SonioxEmulator
+from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript
+from mediasrv.emulators.telnyx import TelnyxEmulator
+from mediasrv.profiles import get_profile
+from mediasrv.server import MEDIA_PATH, WEBHOOK_PATH, ServerConfig, start_daemon
+from mediasrv.timing import TurnTimeline, percentile
+
+log = logging.getLogger("mediasrv.demo")
+
+DEFAULT_AGENT = AgentConfig(
+    name="demo",
+    system_prompt="You are a friendly support agent for a phone company. Answer in one or two short sentences.",
+    greeting="Hi, thanks for calling. How can I help?",
+)
+STAGES = ("eot", "llm_ttft", "tts_ttfb", "e2e")
 
 
 @dataclass
@@ -27,22 +56,26 @@ class DemoOptions:
     profile: str = "fast"
     calls: int = 1
     corpus: str = ""
-    turns: int = 4
+    turns: int = 5
     json: bool = False
     seed: int = 7
+    agent: str | None = None
+    barge_in_turn: int | None = 3
+    quiet: bool = False
 
 
 @dataclass
 class TurnResult:
-    """One caller utterance and what came back."""
+    """One caller utterance and what the agent did with it."""
 
     call: int
     turn: int
-    text: str
-    speech_ms: int
-    e2e_ms: float | None
-    heard_ms: float
+    said: str
+    reply: str = ""
+    e2e_ms: float | None = None
     stages: dict[str, float | None] = field(default_factory=dict)
+    speculative: str | None = None
+    barge_in_ms: float | None = None
 
 
 class DemoSummary(msgspec.Struct, kw_only=True):
@@ -51,81 +84,260 @@ class DemoSummary(msgspec.Struct, kw_only=True):
     profile: str
     calls: int
     turns: int
-    mode: str
     e2e_ms: dict[str, float | None]
     stages_ms: dict[str, dict[str, float | None]]
+    barge_in_ms: dict[str, float | None]
+    speculative: dict[str, int]
 
 
-async def _wait_reply_done(caller: SimulatedCaller, since: float, quiet_s: float = 0.6, limit_s: float = 8.0) -> None:
-    """Keep the line open (silence flowing) until the reply has played out."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while loop.time() < deadline:
-        await caller.silence(0.2)
-        last = max((f.received_at for f in caller.heard if f.received_at >= since), default=None)
-        if last is not None and loop.time() - last > quiet_s and caller.queued_s() == 0:
-            return
+class _CallState:
+    """What the demo knows of one call while it runs."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.cci = ""
+        self.caller: asyncio.Future[SimulatedCaller] = asyncio.get_running_loop().create_future()
+        self.timelines: asyncio.Queue[TurnTimeline] = asyncio.Queue()
+        self.script = SttScript()
 
 
-async def _one_call(index: int, url: str, script: list[tuple[Utterance, bytes]], out: list[TurnResult], echo: bool) -> None:
-    async with SimulatedCaller(url, call_control_id=f"demo-call-{index}") as caller:
-        await caller.silence(0.4)
-        for turn, (utt, ulaw) in enumerate(script, start=1):
-            sent = await caller.say(ulaw)
-            assert sent.started_at is not None
-            speech_end_at = sent.started_at + utt.speech_end_ms / 1000.0
-            await _wait_reply_done(caller, speech_end_at)
-            first = caller.first_audio_after(speech_end_at, skip_silence=True)
-            heard = [f for f in caller.heard if f.received_at >= speech_end_at]
-            r = TurnResult(
-                call=index,
-                turn=turn,
-                text=utt.text,
-                speech_ms=utt.speech_end_ms - utt.speech_start_ms,
-                e2e_ms=None if first is None else round((first - speech_end_at) * 1000.0, 1),
-                heard_ms=sum(f.duration_s for f in heard) * 1000.0,
-            )
-            out.append(r)
-            _print_row(r, echo)
+def _ms(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round((b - a) * 1000.0, 1)
 
 
-def _print_header(opts: DemoOptions, mode: str) -> None:
-    print(f"mediasrv demo: mode={mode} profile={opts.profile} calls={opts.calls} corpus={opts.corpus}", flush=True)
-    print(f"{'call':>4} {'turn':>4} {'caller said':<52} {'speech':>7} {'heard':>7} {'e2e':>8}", flush=True)
+class Demo:
+    """The running demo: emulators, daemon, calls."""
+
+    def __init__(self, opts: DemoOptions) -> None:
+        self.opts = opts
+        self.profile = get_profile(opts.profile)
+        self.agent = load_agent(opts.agent) if opts.agent else DEFAULT_AGENT
+        labels = load_labels(opts.corpus)
+        self.utterances: list[Utterance] = labels.utterances[: max(1, opts.turns)]
+        self.audio = {u.file: read_wav_ulaw(Path(opts.corpus) / u.file) for u in self.utterances}
+        self.label_dicts = {u.file: msgspec.to_builtins(u) for u in self.utterances}
+        self.calls: dict[str, _CallState] = {}
+        self.results: list[TurnResult] = []
+        self._closers: list[Any] = []
+
+    # ------------------------------------------------------------------ set-up
+    async def start(self) -> None:
+        """Start the emulators and the daemon, and wire them together."""
+        rng = random.Random(self.opts.seed)
+        self.soniox = SonioxEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
+        self.eleven = ElevenLabsEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
+        self.llm = LLMEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
+        urls = await asyncio.gather(self.soniox.start(), self.eleven.start(), self.llm.start())
+        self._closers += [self.soniox.close, self.eleven.close, self.llm.close]
+        endpoints = Endpoints(
+            soniox_url=urls[0], soniox_key="demo", elevenlabs_url=urls[1], elevenlabs_key="demo",
+            llm_base_url=urls[2], llm_key="demo", llm_tag_purpose=True,
+        )
+        self.service = AgentService(self.agent, endpoints, on_turn=self._on_turn)
+        self._closers.append(self.service.aclose)
+        self.daemon, runner, port = await start_daemon(
+            ServerConfig(host="127.0.0.1", port=0, mode="agent"), self.service.new_runner
+        )
+        self._closers.insert(0, runner.cleanup)
+        self.daemon.webhook_handler = self.service.handle_webhook
+        self.service.endpoints.media_url = f"ws://127.0.0.1:{port}{MEDIA_PATH}"
+        self.telnyx = TelnyxEmulator(
+            profile=self.profile, api_key="demo", webhook_url=f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
+            rng=random.Random(rng.random()),
+        )
+        await self.telnyx.start()
+        self._closers.insert(0, self.telnyx.close)
+        self.service.attach_telnyx(self.telnyx.url, "demo", self.telnyx.public_key_b64)
+
+    async def close(self) -> None:
+        """Stop everything (daemon first, so calls end before their providers go)."""
+        for close in self._closers:
+            with contextlib.suppress(Exception):
+                await close()
+
+    def _on_turn(self, tl: TurnTimeline) -> None:
+        state = self.calls.get(tl.call_id)
+        if state is not None:
+            state.timelines.put_nowait(tl)
+
+    # ------------------------------------------------------------------ one call
+    async def run_call(self, index: int) -> None:
+        """Ring the daemon, hold the scripted conversation, hang up."""
+        state = _CallState(index)
+
+        async def factory(url: str, headers: dict[str, str], cci: str) -> SimulatedCaller:
+            state.cci = cci
+            self.calls[cci] = state
+            # The emulated STT "recognises" each utterance at the audio offset where the caller
+            # starts it (see _say): this is the script a real recogniser would not need.
+            self.soniox.scripts[cci] = state.script
+            caller = SimulatedCaller(url, headers=headers, call_control_id=cci)
+            state.caller.set_result(caller)
+            return caller
+
+        await self.telnyx.place_inbound_call(caller=factory)
+        caller = await asyncio.wait_for(state.caller, 10)
+        await self._wait_connected(caller)
+        greeting = await self._next_timeline(state, 8.0)
+        if greeting is not None:
+            await self._wait_quiet(caller)
+        for turn, utt in enumerate(self.utterances, start=1):
+            barge = self.opts.barge_in_turn == turn and turn < len(self.utterances)
+            result = await self._one_turn(state, caller, turn, utt)
+            if barge:
+                result.barge_in_ms = await self._barge_in(state, caller, turn)
+        with contextlib.suppress(Exception):
+            await self.telnyx.hangup_from_caller(state.cci)
+        with contextlib.suppress(Exception):
+            await caller.hangup()
+
+    async def _wait_connected(self, caller: SimulatedCaller) -> None:
+        for _ in range(200):
+            if caller.sent or caller.stream_id:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _next_timeline(self, state: _CallState, timeout_s: float) -> TurnTimeline | None:
+        try:
+            return await asyncio.wait_for(state.timelines.get(), timeout_s)
+        except TimeoutError:
+            return None
+
+    async def _wait_quiet(self, caller: SimulatedCaller, limit_s: float = 15.0) -> None:
+        """Let the agent's audio play out (silence keeps flowing on the line meanwhile)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while loop.time() < deadline:
+            await caller.silence(0.1)
+            if caller.queued_s() <= 0.0:
+                last = max((f.received_at for f in caller.heard), default=0.0)
+                if loop.time() - last > 0.3:
+                    return
+
+    def _say(self, state: _CallState, caller: SimulatedCaller, utt: Utterance) -> Any:
+        """Start speaking ``utt`` and tell the STT emulator where in the stream it begins."""
+        offset_ms = len(caller.sent) * 20
+        state.script.add(ScriptUtterance.from_label(self.label_dicts[utt.file], audio_offset_ms=offset_ms))
+        return caller.say(self.audio[utt.file])
+
+    async def _one_turn(self, state: _CallState, caller: SimulatedCaller, turn: int, utt: Utterance) -> TurnResult:
+        sent = await self._say(state, caller, utt)
+        assert sent.started_at is not None
+        speech_end = sent.started_at + utt.speech_end_ms / 1000.0
+        tl = await self._next_timeline(state, 10.0)
+        result = TurnResult(call=state.index, turn=turn, said=utt.text)
+        if tl is not None:
+            tl.stamp("speech_end", speech_end, overwrite=True)
+            s = tl.summary()
+            result.reply = tl.reply or s.reply
+            result.speculative = tl.speculative
+            result.e2e_ms = _ms(speech_end, tl.get("first_frame"))
+            result.stages = {"eot": s.eot_ms, "llm_ttft": s.llm_ttft_ms, "tts_ttfb": s.tts_ttfb_ms, "e2e": result.e2e_ms}
+        self.results.append(result)
+        if not self.opts.json:
+            _print_row(result)
+        await self._wait_quiet(caller)
+        return result
+
+    async def _barge_in(self, state: _CallState, caller: SimulatedCaller, turn: int) -> float | None:
+        """Speak over the agent's next reply; return caller onset -> ``clear`` received (ms)."""
+        # Ask something so the agent talks, then cut in ~0.6 s into its answer.
+        prompt = self.utterances[0]
+        await self._say(state, caller, prompt)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 8.0
+        while loop.time() < deadline and not [f for f in caller.heard if f.received_at > loop.time() - 0.2]:
+            await caller.silence(0.05)
+        await caller.silence(0.6)
+        cut_in = self.utterances[min(turn, len(self.utterances) - 1)]
+        clears_before = len(caller.clears_received)
+        task = asyncio.create_task(self._say(state, caller, cut_in))
+        sent = None
+        while not task.done():
+            await asyncio.sleep(0.01)
+        sent = task.result()
+        onset = (sent.started_at or 0.0) + cut_in.speech_start_ms / 1000.0
+        clears = caller.clears_received[clears_before:]
+        # Drain this interruption's turn and the prompt's turn from the queue.
+        await self._wait_quiet(caller)
+        while not state.timelines.empty():
+            state.timelines.get_nowait()
+        if not clears:
+            if not self.opts.json:
+                print(f"{state.index:>4} {'':>4} (barge-in: the agent was not interrupted)", flush=True)
+            return None
+        ms = _ms(onset, clears[0])
+        if not self.opts.json:
+            print(f"{state.index:>4} {'':>4} barge-in: caller cut in -> clear sent in {ms} ms", flush=True)
+        return ms
 
 
-def _print_row(r: TurnResult, echo: bool) -> None:
-    e2e = "-" if r.e2e_ms is None else f"{r.e2e_ms:.0f} ms"
-    text = r.text if len(r.text) <= 50 else r.text[:47] + "..."
-    print(f"{r.call:>4} {r.turn:>4} {text:<52} {r.speech_ms:>5}ms {r.heard_ms:>5.0f}ms {e2e:>8}", flush=True)
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _print_header(opts: DemoOptions) -> None:
+    print(f"mediasrv demo: profile={opts.profile} calls={opts.calls} turns={opts.turns} corpus={opts.corpus}")
+    print(
+        f"{'call':>4} {'turn':>4}  {'caller said':<36} {'agent replied':<36} "
+        f"{'eot':>5} {'ttft':>5} {'ttfb':>5} {'e2e':>6}  spec",
+        flush=True,
+    )
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _print_row(r: TurnResult) -> None:
+    st = r.stages
+    print(
+        f"{r.call:>4} {r.turn:>4}  {_clip(r.said, 36):<36} {_clip(r.reply, 36):<36} "
+        f"{_fmt(st.get('eot')):>5} {_fmt(st.get('llm_ttft')):>5} {_fmt(st.get('tts_ttfb')):>5} "
+        f"{_fmt(r.e2e_ms):>6}  {r.speculative or '-'}",
+        flush=True,
+    )
+
+
+def summarise(opts: DemoOptions, results: list[TurnResult]) -> DemoSummary:
+    """Percentiles over every turn of every call."""
+    stages: dict[str, dict[str, float | None]] = {}
+    for name in STAGES:
+        vals = [v for r in results if (v := r.stages.get(name)) is not None]
+        stages[name] = {"p50": percentile(vals, 50), "p95": percentile(vals, 95)}
+    e2e = [r.e2e_ms for r in results if r.e2e_ms is not None]
+    barge = [r.barge_in_ms for r in results if r.barge_in_ms is not None]
+    spec = {k: sum(1 for r in results if r.speculative == k) for k in ("hit", "miss")}
+    return DemoSummary(
+        profile=opts.profile,
+        calls=opts.calls,
+        turns=len(results),
+        e2e_ms={"p50": percentile(e2e, 50), "p95": percentile(e2e, 95)},
+        stages_ms=stages,
+        barge_in_ms={"p50": percentile(barge, 50), "max": max(barge) if barge else None},
+        speculative=spec,
+    )
 
 
 async def run_demo(opts: DemoOptions) -> int:
-    """Run the demo; returns the process exit status."""
-    labels = load_labels(opts.corpus)
-    utts = labels.utterances[: max(1, opts.turns)]
-    from pathlib import Path
-
-    script = [(u, read_wav_ulaw(Path(opts.corpus) / u.file)) for u in utts]
-    mode = "echo"
-    daemon, runner, port = await start_daemon(ServerConfig(host="127.0.0.1", port=0, mode=mode))
-    url = f"ws://127.0.0.1:{port}{MEDIA_PATH}"
-    results: list[TurnResult] = []
+    """Run the demo; returns the process exit status (1 if a turn got no reply)."""
+    demo = Demo(opts)
     if not opts.json:
-        _print_header(opts, mode)
+        _print_header(opts)
     try:
-        await asyncio.gather(*(_one_call(i + 1, url, script, results, True) for i in range(opts.calls)))
+        await demo.start()
+        await asyncio.gather(*(demo.run_call(i + 1) for i in range(opts.calls)))
     finally:
-        await runner.cleanup()
-    e2e = [r.e2e_ms for r in results if r.e2e_ms is not None]
-    p50, p95 = percentile(e2e, 50), percentile(e2e, 95)
-    print(f"summary: {len(results)} turns, e2e p50 {p50} ms, p95 {p95} ms "
-          f"(echo mode: the reply waits for 400 ms of silence by design)", flush=True)
+        await demo.close()
+    summary = summarise(opts, demo.results)
+    e2e = summary.e2e_ms
+    print(
+        f"summary: {summary.turns} turns over {opts.calls} call(s), profile {opts.profile}: "
+        f"e2e p50 {_fmt(e2e['p50'])} ms, p95 {_fmt(e2e['p95'])} ms; "
+        f"speculative hits {summary.speculative['hit']}, misses {summary.speculative['miss']}",
+        file=sys.stderr if opts.json else sys.stdout,
+        flush=True,
+    )
     if opts.json:
-        summary = DemoSummary(
-            profile=opts.profile, calls=opts.calls, turns=len(results), mode=mode,
-            e2e_ms={"p50": p50, "p95": p95}, stages_ms={},
-        )
         sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
-    missing = [r for r in results if r.e2e_ms is None]
-    return 1 if missing else 0
+    return 1 if any(r.e2e_ms is None for r in demo.results) else 0

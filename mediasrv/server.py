@@ -27,6 +27,7 @@ import msgspec
 from aiohttp import web
 
 from mediasrv.call import Behaviour, MediaCall
+from mediasrv.errors import ConfigError
 
 log = logging.getLogger("mediasrv.server")
 
@@ -144,7 +145,7 @@ def default_behaviour_factory(mode: str) -> BehaviourFactory:
         from mediasrv.echo import EchoBehaviour
 
         return EchoBehaviour
-    raise ValueError(f"mode: unknown mode {mode!r}; expected 'echo'")
+    raise ConfigError(f"mode: {mode!r} needs a behaviour factory (agent mode is built by mediasrv.agent.service)")
 
 
 async def start_daemon(config: ServerConfig, factory: BehaviourFactory | None = None) -> tuple[Daemon, web.AppRunner, int]:

@@ -94,6 +94,8 @@ class Node(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     webhook: str | None = None
     timeout_s: float = 3.0
     transfer_to: str | None = None
+    on_failure: str | None = None
+    """Function nodes: the node to enter when the webhook fails or times out (else a ``failure`` transition)."""
 
 
 class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -108,6 +110,11 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tts: TTSConfig = msgspec.field(default_factory=TTSConfig)
     history_turns: int = 12
     knowledge_base: list[str] = []
+    """Documents (``.md``/``.txt`` files or directories), relative to the agent file."""
+    kb_top_k: int = 3
+    """At most this many knowledge chunks enter the prompt of a turn."""
+    kb_max_chars: int = 1200
+    """Character budget of the knowledge chunks in one turn's prompt."""
     variables: list[Variable] = []
     nodes: list[Node] = []
     start_node: str | None = None
@@ -116,6 +123,8 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     voicemail: VoicemailConfig = msgspec.field(default_factory=VoicemailConfig)
     speculative: bool = True
     """Start the reply on the caller's pause, before the turn is confirmed."""
+    flow_strategy: Literal["parallel", "merged"] = "parallel"
+    """How extraction and the transition choice ride along with the reply (see ``mediasrv.agent.planner``)."""
 
 
 def load_agent(path: str | os.PathLike[str]) -> AgentConfig:

@@ -19,6 +19,8 @@ class SttText(msgspec.Struct, frozen=True):
     final_delta: str
     nonfinal: str
     at: float
+    audio_end_ms: int | None = None
+    """End of the newest word on the audio timeline (lets the turn detector spot stale text)."""
 
 
 class SttEndpoint(msgspec.Struct, frozen=True):
@@ -41,7 +43,7 @@ SttEvent = SttText | SttEndpoint | SttFailure
 class STTPort(Protocol):
     """A streaming recogniser for one call."""
 
-    async def open(self) -> None: ...
+    async def open(self, call_ref: str) -> None: ...
     def send_audio(self, ulaw: bytes) -> None: ...
     def finalize(self) -> None: ...
     def events(self) -> AsyncIterator[SttEvent]: ...

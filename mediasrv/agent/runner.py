@@ -88,7 +88,7 @@ class Reply:
         self.text_sent = ""
         self.held: list[bytes] = []
         self.audio_ms = 0.0
-        self.played_from_ms = 0.0
+        self.first_queued = False
         self.task: asyncio.Task[None] | None = None
 
     def start_llm(self, messages: list[dict[str, Any]]) -> None:
@@ -129,7 +129,7 @@ class Reply:
             self.runner.counters.llm_failures += 1
             log.warning("call %s: reply failed: %s", self.runner.call_id, exc)
             if not self.text_sent:
-                await self._speak(self.runner.config.dead_air.check_in if False else "Sorry, could you say that again?")
+                await self._speak("Sorry, could you say that again?")
             await self.runner.tts.end(self.context_id)
 
     async def _speak(self, piece: str) -> None:
@@ -196,7 +196,7 @@ class AgentRunner:
         stt: STTPort,
         llm: LLMPort,
         tts: TTSPort,
-        on_turn: Callable[[TurnSummary], None] | None = None,
+        on_turn: Callable[[TurnTimeline], None] | None = None,
     ) -> None:
         self.config = config
         self.stt = stt
@@ -216,14 +216,15 @@ class AgentRunner:
         self.speaking: Reply | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._audible = False
         self.summaries: list[TurnSummary] = []
 
     # ----------------------------------------------------------------- Behaviour
     async def start(self, call: CallHandle, started: StreamStarted) -> None:
         """Open the providers; speak the greeting if the agent speaks first."""
         self.call = call
-        self.call_id = call.call_id
-        await asyncio.gather(self.stt.open(), self.tts.open())
+        self.call_id = started.call_control_id or call.call_id
+        await asyncio.gather(self.stt.open(started.call_control_id or self.call_id), self.tts.open())
         self._tasks.append(asyncio.create_task(self._stt_loop(), name=f"stt-{self.call_id}"))
         self._tasks.append(asyncio.create_task(self._tts_loop(), name=f"tts-{self.call_id}"))
         if self.config.first_speaker == "agent" and self.config.greeting:
@@ -241,7 +242,10 @@ class AgentRunner:
         """Per 20 ms frame: STT passthrough, VAD, turn detection."""
         self.stt.send_audio(ulaw)
         self.audio_ms += FRAME_MS
-        self.turns.set_agent_speaking(self._agent_audible(), self.audio_ms)
+        audible = self._agent_audible()
+        if audible is not self._audible:
+            self._audible = audible
+            self.turns.set_agent_speaking(audible, self.audio_ms)
         self.turns.on_vad(self.vad.process_ulaw(ulaw), self.audio_ms)
         self._handle_turn_events(now)
 
@@ -273,8 +277,10 @@ class AgentRunner:
         """Send a committed reply's audio to the pacer."""
         if self.call is None:
             return
-        if reply.timeline.get("first_frame") is None:
-            reply.timeline.stamp("first_frame", asyncio.get_running_loop().time())
+        if not reply.first_queued:
+            reply.first_queued = True
+            tl = reply.timeline
+            self.call.notify_next_frame(lambda t: tl.stamp("first_frame", t))
         self.call.play(ulaw)
 
     def finish_utterance(self, reply: Reply) -> None:
@@ -290,17 +296,17 @@ class AgentRunner:
         self.summaries.append(s)
         turn_log.info("%s", msgspec.json.encode(s).decode())
         if self.on_turn is not None:
-            self.on_turn(s)
+            self.on_turn(tl)
 
     # ----------------------------------------------------------------- STT / TTS loops
     async def _stt_loop(self) -> None:
         async for ev in self.stt.events():
             if isinstance(ev, SttText):
-                self.turns.on_tokens(ev.final_delta, ev.nonfinal, self.audio_ms)
+                self.turns.on_tokens(ev.final_delta, ev.nonfinal, self.audio_ms, audio_end_ms=ev.audio_end_ms)
             elif isinstance(ev, SttEndpoint):
                 if self.timeline is not None:
                     self.timeline.stamp("stt_final", ev.at)
-                self.turns.on_endpoint(ev.kind, self.audio_ms)
+                self.turns.on_endpoint("end" if ev.kind == "end" else "fin", self.audio_ms)
             elif isinstance(ev, SttFailure):
                 self.counters.stt_failures += 1
                 log.warning("call %s: STT failed: %s", self.call_id, ev.message)
@@ -325,6 +331,7 @@ class AgentRunner:
     # ----------------------------------------------------------------- turn events
     def _handle_turn_events(self, now: float) -> None:
         for ev in self.turns.events_received():
+            log.debug("call %s: turn event %s", self.call_id, ev)
             if isinstance(ev, UserPaused):
                 self._on_paused(ev, now)
             elif isinstance(ev, UserResumed):
@@ -356,7 +363,6 @@ class AgentRunner:
     def _on_paused(self, ev: UserPaused, now: float) -> None:
         tl = self._new_timeline(now)
         tl.stamp("user_paused", now)
-        tl.stamp("vad_end", now)
         self.stt.finalize()
         text = getattr(ev, "text", "") or ""
         if not self.config.speculative or not text.strip():
@@ -377,12 +383,14 @@ class AgentRunner:
     def _on_end_of_turn(self, ev: EndOfTurn, now: float) -> None:
         tl = self._new_timeline(now)
         tl.stamp("eot", now)
-        tl.stamp("vad_end", now)
-        text = getattr(ev, "text", "") or ""
+        tl.stamp("vad_end", now - ev.silence_ms / 1000.0, overwrite=True)
+        text = ev.text
         tl.text = text
-        self.counters.turns += 1
         self.timeline = None
         spec = self.speculation
+        if not text.strip() and spec is None:
+            return  # a wordless turn (noise the VAD took for speech): nothing to answer
+        self.counters.turns += 1
         self.speculation = None
         if spec is not None and normalise(spec.prompt_text) == normalise(text):
             self.counters.speculative_hits += 1
@@ -403,7 +411,8 @@ class AgentRunner:
         if previous is not None and previous is not reply and not previous.done:
             self._spawn(previous.cancel())
         reply.commit()
-        reply.task and reply.task.add_done_callback(lambda _t, r=reply: self._remember_reply(r))
+        if reply.task is not None:
+            reply.task.add_done_callback(lambda _t: self._remember_reply(reply))
 
     def _remember_reply(self, reply: Reply) -> None:
         if not reply.cancelled and reply.text_sent:

@@ -145,7 +145,9 @@ class SonioxEmulator:
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
-        self._dropped: SonioxScript | None = None  # the last session that ended abnormally
+        self.scripts: dict[str, SttScript] = {}
+        """Per-call scripts, chosen by the session's ``client_reference_id`` (else ``script``)."""
+        self._dropped: dict[str | None, SonioxScript] = {}  # last abnormal end, per reference id
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start serving; return the ``ws://`` URL."""
@@ -232,10 +234,11 @@ class SonioxEmulator:
             return None
         record.auth = "bearer" if bearer is not None else "api_key" if config.api_key else "none"
         audio_format = config.audio_format or "auto"
-        resume, self._dropped = self._dropped, None
+        ref = config.client_reference_id
+        resume = self._dropped.pop(ref, None)
         return SonioxScript(
             profile=self.profile,
-            script=self.script,
+            script=self.scripts.get(ref or "", self.script),
             rng=self.rng,
             audio_format=audio_format,
             sample_rate=config.sample_rate or 16000,
@@ -279,7 +282,7 @@ class SonioxEmulator:
                 return
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 record.ended = "client-closed"
-                self._dropped = core
+                self._dropped[record.config.client_reference_id if record.config else None] = core
                 return
             data = msg.data if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT) else None
             if not data:  # empty text or binary frame: end of audio
@@ -331,13 +334,13 @@ class SonioxEmulator:
         if faults.drop_after_ms is not None and record.audio_ms >= faults.drop_after_ms:
             faults.drop_after_ms = None
             record.ended = "dropped"
-            self._dropped = core
+            self._dropped[record.config.client_reference_id if record.config else None] = core
             if request.transport is not None:
                 request.transport.abort()
             return True
         if faults.error_after_ms is not None and record.audio_ms >= faults.error_after_ms:
             faults.error_after_ms = None
-            self._dropped = core
+            self._dropped[record.config.client_reference_id if record.config else None] = core
             code = faults.error_code
             await self._refuse(
                 ws, record, code, f"Cannot continue request (code {code}). Please restart the request."

@@ -1,0 +1,178 @@
+"""Bindings of the vendor clients to the runner's ports (:mod:`mediasrv.agent.ports`).
+
+Each adapter is a few lines of translation: the clients own their protocols, reconnects and
+timing; the adapters only turn their events into the port events the runner understands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from mediasrv.agent.config import AgentConfig
+from mediasrv.agent.ports import (
+    LlmDelta,
+    LlmEvent,
+    LlmToolCall,
+    SttEndpoint,
+    SttEvent,
+    SttFailure,
+    SttText,
+    TtsAudio,
+    TtsDone,
+    TtsEvent,
+)
+from mediasrv.providers.elevenlabs import stream as el
+from mediasrv.providers.elevenlabs.client import ElevenLabsClient
+from mediasrv.providers.llm.messages import TextDelta, ToolCall
+from mediasrv.providers.llm.stream import LLMClient
+from mediasrv.providers.soniox import stream as sx
+from mediasrv.providers.soniox.client import SonioxClient
+from mediasrv.providers.soniox.messages import SttConfig
+
+
+class SonioxSTT:
+    """Soniox real-time STT as an :class:`~mediasrv.agent.ports.STTPort`."""
+
+    def __init__(self, agent: AgentConfig, *, url: str, api_key: str) -> None:
+        cfg = SttConfig(
+            model=agent.stt.model,
+            language_hints=agent.stt.language_hints or None,
+            context=agent.stt.context,
+            max_endpoint_delay_ms=agent.stt.max_endpoint_delay_ms,
+        )
+        self._cfg = cfg
+        self._url = url
+        self._api_key = api_key
+        self.client: SonioxClient | None = None
+        self._open = False
+
+    async def open(self, call_ref: str) -> None:
+        """Connect (the session config, tagged with the call's reference, goes out at once)."""
+        cfg = msgspec.structs.replace(self._cfg, client_reference_id=call_ref)
+        self.client = SonioxClient(cfg, url=self._url, api_key=self._api_key)
+        await self.client.__aenter__()
+        self._open = True
+
+    def send_audio(self, ulaw: bytes) -> None:
+        """Forward one inbound frame untouched (never blocks)."""
+        if self.client is not None and self._open:
+            self.client.send_audio(ulaw)
+
+    def finalize(self) -> None:
+        """Ask Soniox to finalize what it has (answered by ``<fin>``)."""
+        if self.client is not None and self._open:
+            self.client.finalize()
+
+    async def events(self) -> AsyncIterator[SttEvent]:
+        """Transcript progress and endpoints, as the runner wants them."""
+        if self.client is None:
+            return
+        try:
+            async for ev in self.client:
+                if isinstance(ev, sx.FinalWords):
+                    delta = "".join(" " + w.text for w in ev.words)
+                    end = max((w.end_ms for w in ev.words if w.end_ms is not None), default=None)
+                    yield SttText(delta, "", ev.at, end)
+                elif isinstance(ev, sx.Partial):
+                    end = max((w.end_ms for w in ev.words if w.end_ms is not None), default=None)
+                    yield SttText("", ev.text_nonfinal, ev.at, end)
+                elif isinstance(ev, sx.Endpoint):
+                    yield SttEndpoint(ev.kind, ev.at)
+                elif isinstance(ev, sx.SttError) and not ev.retryable:
+                    yield SttFailure(f"{ev.code}: {ev.message}", ev.at)
+        except Exception as exc:  # the client raised a ProviderError: report, do not crash the call
+            yield SttFailure(str(exc), asyncio.get_running_loop().time())
+
+    async def close(self) -> None:
+        """Send end-of-audio and close."""
+        if self.client is not None and self._open:
+            self._open = False
+            await self.client.aclose()
+
+
+class ElevenLabsTTS:
+    """ElevenLabs multi-context WebSocket as a :class:`~mediasrv.agent.ports.TTSPort`."""
+
+    def __init__(self, agent: AgentConfig, *, base_url: str, api_key: str) -> None:
+        self.client = ElevenLabsClient(
+            api_key=api_key,
+            voice_id=agent.tts.voice_id,
+            base_url=base_url,
+            model_id=agent.tts.model,
+            output_format=agent.tts.output_format,
+        )
+
+    async def open(self) -> None:
+        """Open the call's one socket (during call set-up)."""
+        await self.client.connect()
+
+    def new_context(self) -> str:
+        """A context id for the next reply."""
+        return self.client.new_context()
+
+    async def send_text(self, context_id: str, text: str) -> None:
+        """Send a clause of the reply."""
+        await self.client.send_text(context_id, text, flush=True)
+
+    async def end(self, context_id: str) -> None:
+        """No more text for this reply."""
+        await self.client.end(context_id)
+
+    async def close_context(self, context_id: str) -> None:
+        """Barge-in / dropped speculation: stop this reply's audio."""
+        await self.client.close_context(context_id)
+
+    async def events(self) -> AsyncIterator[TtsEvent]:
+        """Audio chunks (8 kHz mu-law) the moment they arrive, and context ends."""
+        loop = asyncio.get_running_loop()
+        async for ev in self.client.events():
+            if isinstance(ev, el.AudioChunk):
+                yield TtsAudio(ev.context_id, ev.ulaw, loop.time())
+            elif isinstance(ev, el.ContextDone) or isinstance(ev, el.TtsError):
+                yield TtsDone(ev.context_id or "", loop.time())
+
+    async def close(self) -> None:
+        """Close the socket."""
+        await self.client.aclose()
+
+
+class StreamingLLM:
+    """Any :class:`~mediasrv.providers.llm.stream.LLMClient` as an LLM port."""
+
+    def __init__(self, client: LLMClient, *, max_tokens: int = 200, temperature: float | None = None) -> None:
+        self.client = client
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    async def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        purpose: str = "reply",
+    ) -> AsyncIterator[LlmEvent]:
+        """Stream the model's events; closing this generator closes the HTTP stream at once."""
+        stream = self.client.stream(
+            messages,
+            tools=tools,
+            response_format=response_format,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            purpose=purpose,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            async for ev in stream:
+                if isinstance(ev, TextDelta):
+                    yield LlmDelta(ev.text, stream.last_event_at or loop.time())
+                elif isinstance(ev, ToolCall):
+                    yield LlmToolCall(ev.name, ev.arguments_json, stream.last_event_at or loop.time())
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()

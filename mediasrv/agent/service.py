@@ -1,0 +1,186 @@
+"""The agent side of the daemon: provider endpoints, shared clients, one runner per call,
+and the Telnyx webhook flow (verify -> answer with our media stream URL).
+
+Endpoints come from the environment (real services) or from local emulators (the demo and
+tests). Clients that pool connections (the LLM's HTTP client, Call Control) are shared by
+every call of the daemon; per-call sockets (Soniox, ElevenLabs) are opened by each call while
+it is being set up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from mediasrv.agent.adapters import ElevenLabsTTS, SonioxSTT, StreamingLLM
+from mediasrv.agent.config import AgentConfig
+from mediasrv.agent.runner import AgentRunner
+from mediasrv.errors import ConfigError, ProviderError, RemoteProtocolError
+from mediasrv.providers.llm.anthropic_client import AnthropicChat
+from mediasrv.providers.llm.openai_client import OpenAIChat
+from mediasrv.providers.llm.stream import LLMClient
+from mediasrv.providers.telnyx.callcontrol import CallControlClient
+from mediasrv.providers.telnyx.webhooks import CallInitiated, WebhookVerifier, decode_webhook
+from mediasrv.timing import TurnTimeline
+
+log = logging.getLogger("mediasrv.agent")
+
+ENV_KEYS = {
+    "soniox": "SONIOX_API_KEY",
+    "elevenlabs": "ELEVENLABS_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "xai": "XAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "telnyx": "TELNYX_API_KEY",
+    "telnyx_public_key": "TELNYX_PUBLIC_KEY",
+}
+
+
+class Endpoints(msgspec.Struct, kw_only=True):
+    """Where each provider lives and the key it wants."""
+
+    soniox_url: str = "wss://stt-rt.soniox.com/transcribe-websocket"
+    soniox_key: str = ""
+    elevenlabs_url: str = "wss://api.elevenlabs.io"
+    elevenlabs_key: str = ""
+    llm_provider: str = "openai"
+    llm_base_url: str | None = None
+    llm_key: str = ""
+    llm_tag_purpose: bool = False
+    """Send ``metadata.purpose`` (emulators use it to time side calls; some backends refuse it)."""
+    telnyx_api_url: str = "https://api.telnyx.com/v2"
+    telnyx_key: str = ""
+    telnyx_public_key: str | None = None
+    media_url: str = ""
+    """The ``stream_url`` Telnyx dials (wss://<public host>/api/telnyx/audio-stream)."""
+
+
+def endpoints_from_env(agent: AgentConfig, media_url: str) -> Endpoints:
+    """Real-service endpoints from the environment.
+
+    Raises:
+        ConfigError: a key the agent needs is not set (the message names the variable).
+    """
+    env = os.environ
+    provider = agent.llm.provider
+    llm_env = ENV_KEYS.get(provider, "OPENAI_API_KEY")
+    need = {"SONIOX_API_KEY": env.get("SONIOX_API_KEY"), "ELEVENLABS_API_KEY": env.get("ELEVENLABS_API_KEY"),
+            llm_env: env.get(llm_env)}
+    missing = [k for k, v in need.items() if not v]
+    if missing:
+        raise ConfigError(f"keys: {', '.join(missing)} not set (with no keys at all, `mediasrv demo` uses emulators)")
+    base = agent.llm.base_url or {"xai": "https://api.x.ai/v1", "groq": "https://api.groq.com/openai/v1"}.get(provider)
+    return Endpoints(
+        soniox_key=env["SONIOX_API_KEY"],
+        elevenlabs_key=env["ELEVENLABS_API_KEY"],
+        llm_provider="anthropic" if provider == "anthropic" else "openai",
+        llm_base_url=base,
+        llm_key=env[llm_env],
+        telnyx_key=env.get("TELNYX_API_KEY", ""),
+        telnyx_public_key=env.get("TELNYX_PUBLIC_KEY"),
+        media_url=media_url,
+    )
+
+
+class AgentService:
+    """Builds one :class:`AgentRunner` per call and handles Telnyx webhooks.
+
+    Args:
+        agent: the agent every call runs.
+        endpoints: provider locations and keys.
+        on_turn: called with each finished turn's summary (metrics, records, the demo).
+    """
+
+    def __init__(
+        self,
+        agent: AgentConfig,
+        endpoints: Endpoints,
+        *,
+        on_turn: Callable[[TurnTimeline], None] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.endpoints = endpoints
+        self.on_turn = on_turn
+        self.runners: list[AgentRunner] = []
+        self.llm_client: LLMClient = self._make_llm()
+        self.cc: CallControlClient | None = (
+            CallControlClient(endpoints.telnyx_key, base_url=endpoints.telnyx_api_url) if endpoints.telnyx_key else None
+        )
+        self.verifier = WebhookVerifier(endpoints.telnyx_public_key) if endpoints.telnyx_public_key else None
+        self.webhooks_rejected = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _make_llm(self) -> LLMClient:
+        ep, cfg = self.endpoints, self.agent.llm
+        if ep.llm_provider == "anthropic":
+            return AnthropicChat(ep.llm_key, base_url=ep.llm_base_url or "https://api.anthropic.com", model=cfg.model)
+        return OpenAIChat(ep.llm_key or "none", ep.llm_base_url, cfg.model, tag_purpose=ep.llm_tag_purpose)
+
+    def new_runner(self) -> AgentRunner:
+        """The behaviour factory handed to the daemon: one runner per media socket."""
+        ep = self.endpoints
+        runner = AgentRunner(
+            self.agent,
+            stt=SonioxSTT(self.agent, url=ep.soniox_url, api_key=ep.soniox_key),
+            llm=StreamingLLM(self.llm_client, max_tokens=self.agent.llm.max_tokens, temperature=self.agent.llm.temperature),
+            tts=ElevenLabsTTS(self.agent, base_url=ep.elevenlabs_url, api_key=ep.elevenlabs_key),
+            on_turn=self.on_turn,
+        )
+        self.runners.append(runner)
+        return runner
+
+    def attach_telnyx(self, api_url: str, api_key: str, public_key_b64: str | None) -> None:
+        """Use this Call Control endpoint and webhook key (set once the daemon's URL is known)."""
+        self.cc = CallControlClient(api_key, base_url=api_url)
+        self.verifier = WebhookVerifier(public_key_b64) if public_key_b64 else None
+
+    async def handle_webhook(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """Verify a Telnyx webhook and act on it (answer inbound calls with our stream URL)."""
+        if self.verifier is not None:
+            try:
+                self.verifier.verify(body, request.headers, now=time.time())
+            except RemoteProtocolError as exc:
+                self.webhooks_rejected += 1
+                log.warning("webhook rejected: %s", exc)
+                return web.json_response({"error": "invalid signature"}, status=401)
+        try:
+            env = decode_webhook(body)
+        except RemoteProtocolError as exc:
+            log.warning("webhook not understood: %s", exc)
+            return web.json_response({"error": "bad webhook"}, status=400)
+        payload = env.data.payload
+        if isinstance(payload, CallInitiated) and payload.direction == "incoming" and self.cc is not None:
+            # Answer off the webhook's response path: Telnyx wants its 200 quickly.
+            task = asyncio.create_task(self._answer(payload.call_control_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.json_response({"ok": True})
+
+    async def _answer(self, call_control_id: str) -> None:
+        assert self.cc is not None
+        try:
+            await self.cc.answer(call_control_id, stream_url=self.endpoints.media_url)
+        except ProviderError as exc:
+            log.warning("answer %s failed: %s", call_control_id, exc)
+
+    async def hangup(self, call_control_id: str) -> None:
+        """Hang up a call through Call Control (no-op without a Telnyx key)."""
+        if self.cc is not None:
+            try:
+                await self.cc.hangup(call_control_id)
+            except ProviderError as exc:
+                log.warning("hangup %s failed: %s", call_control_id, exc)
+
+    async def aclose(self) -> None:
+        """Close the shared clients."""
+        for t in list(self._tasks):
+            t.cancel()
+        if self.cc is not None:
+            await self.cc.aclose()
+        await self.llm_client.aclose()

@@ -1,0 +1,1 @@
+"""Operator tools behind ``mediasrv`` sub-commands (re-exports only)."""

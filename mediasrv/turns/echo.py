@@ -1,0 +1,444 @@
+"""EchoGuard: tells the agent's own echo apart from caller speech (acoustic and text checks).
+
+Theory of operation
+-------------------
+On a speakerphone our TTS comes back on the inbound leg, 6-12 dB down, 40-200 ms late, after a
+G.711 round trip and the line's filtering. We know exactly what we sent, so the guard keeps that
+audio as a *reference* and asks, for each inbound frame heard while the agent speaks, whether the
+frame's energy is explained by a delayed, scaled, slightly filtered copy of the reference.
+
+Inputs (sans-I/O, audio time in ms at the *end* of each 20 ms frame; the two clocks may differ by
+a frame or two, which the lag search absorbs):
+
+* :meth:`EchoGuard.note_outbound` for every frame the pacer releases (160 mu-law bytes);
+* :meth:`EchoGuard.assess_inbound` for every inbound frame; returns an :class:`EchoVerdict`.
+
+Method:
+
+1. **Timelines.** Outbound and inbound samples are decoded into float32 timelines indexed by
+   absolute sample number (``t_ms * 8``), with 2.5 ms amplitude envelopes beside them; gaps
+   read as silence. The reference keeps ``lag_max_ms`` plus the envelope window (about 0.7 s).
+2. **Echo path search** (every ``search_every_frames`` frames until a path is found, then every
+   ``refresh_every_frames``; only while the reference held sound in the last ``lag_max_ms``):
+   (a) a coarse lag from the normalised cross-correlation of the envelopes over
+   ``env_window_ms`` across lags ``lag_min_ms..lag_max_ms``; (b) a sample-exact lag from the
+   normalised cross-correlation of the decoded signals within ``fine_search_samples`` of it;
+   (c) a regularised least-squares FIR of ``taps`` taps centred on that lag, over
+   ``fit_window_ms`` (gain plus the line's dispersion). The fit becomes *the* echo path only if
+   it cancels at least ``accept_cancel_db`` of the inbound energy over its window. Caller speech
+   cannot be fitted from the reference, so a window with double talk never yields a path and the
+   previous path stays.
+3. **Per-frame verdict** (cheap: one short FIR and two dot products). The frame minus the path's
+   echo estimate is the *residual*. The frame is echo when the residual is at least
+   ``echo_cancel_db`` below the frame (the echo explains its energy) or the residual is no louder
+   than the line's noise floor. Caller speech on top of the echo stays in the residual: not echo.
+4. Frames quieter than ``min_level_db`` are never echo (there is nothing to explain), and before
+   any path is found no frame is echo: the guard never suppresses what it cannot explain.
+
+Rules: no I/O, no clock, no logging above DEBUG. This module only *reports* echo; the barge-in
+decision stays with :class:`~mediasrv.turns.detector.TurnDetector` and the runner, which should
+skip VAD voice (and words, via :func:`text_is_echo`) that the guard attributes to the agent.
+
+The text check, :func:`text_is_echo`, is the old platform's filter: a transcript heard while the
+agent talks is echo when >= 30 % of its words occur in recent agent text, when it is a word-exact
+substring of it, or when both share a word trigram.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
+
+from mediasrv.codec import ULAW_DECODE_TABLE
+from mediasrv.errors import CodecError
+
+SAMPLE_RATE_HZ: Final = 8000
+FRAME_MS: Final = 20
+FRAME_SAMPLES: Final = SAMPLE_RATE_HZ * FRAME_MS // 1000
+SAMPLES_PER_MS: Final = SAMPLE_RATE_HZ // 1000
+ENV_BLOCK_SAMPLES: Final = 20
+"""Envelope resolution: 2.5 ms blocks."""
+_EPS: Final = 1e-6
+RIDGE: Final = 1e-3
+"""Tikhonov weight of the path fit (relative to the mean reference energy): keeps taps small."""
+_ULAW_F32: Final[NDArray[np.float32]] = ULAW_DECODE_TABLE.astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class EchoConfig:
+    """Tuning of :class:`EchoGuard` (defaults suit 8 kHz speakerphone echo).
+
+    Attributes:
+        lag_min_ms: smallest echo delay searched (negative: the outbound clock may run a
+            frame or two ahead of the inbound one).
+        lag_max_ms: largest echo delay searched.
+        env_window_ms: inbound span whose envelope is matched for the coarse lag.
+        fit_window_ms: inbound span used for the fine lag and the least-squares fit.
+        fine_window_ms: inbound span used for the sample-exact lag.
+        fine_search_samples: the fine lag is searched this many samples around the coarse one.
+        taps: length of the fitted echo-path FIR (gain plus line dispersion).
+        search_every_frames: frames between two path searches while no path is known.
+        refresh_every_frames: frames between two path searches once a path is known.
+        min_env_corr: envelope correlation below which no fit is attempted.
+        accept_cancel_db: cancellation a fit must reach over its window to become the path.
+        echo_cancel_db: cancellation that makes a frame echo.
+        floor_margin_db: a residual within this much of the noise floor is echo too.
+        min_level_db: frames below this level (dB re 1 LSB^2 per sample) are not assessed.
+    """
+
+    lag_min_ms: int = -40
+    lag_max_ms: int = 300
+    env_window_ms: int = 300
+    fit_window_ms: int = 160
+    fine_window_ms: int = 80
+    fine_search_samples: int = 16
+    taps: int = 12
+    search_every_frames: int = 2
+    refresh_every_frames: int = 10
+    min_env_corr: float = 0.2
+    accept_cancel_db: float = 10.0
+    echo_cancel_db: float = 6.0
+    floor_margin_db: float = 4.0
+    min_level_db: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class EchoVerdict:
+    """What the guard concluded about one inbound frame.
+
+    Attributes:
+        echo_likely: the frame's sound is explained by our own outbound audio.
+        similarity: normalised correlation (0..1) of the frame with the echo estimate.
+        residual_db: residual energy relative to the frame energy, in dB (-15 means the echo
+            estimate removed 15 dB; 0 means it explained nothing).
+    """
+
+    echo_likely: bool
+    similarity: float
+    residual_db: float
+
+
+_QUIET: Final = EchoVerdict(echo_likely=False, similarity=0.0, residual_db=0.0)
+
+
+class _Timeline:
+    """float32 samples by absolute index; holds the last ``cap`` samples (older: undefined)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.buf: NDArray[np.float32] = np.zeros(4 * cap, dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self.buf.fill(0.0)
+        self.w = self.cap  # buffer index of absolute sample ``end``
+        self.end = 0
+
+    def advance(self, new_end: int) -> None:
+        """Extend the timeline to ``new_end`` with silence."""
+        n = new_end - self.end
+        if n <= 0:
+            return
+        if n >= self.cap:
+            self.buf[: self.cap].fill(0.0)
+            self.w = self.cap
+        elif self.w + n > len(self.buf):  # compact: keep the newest ``cap`` samples
+            self.buf[: self.cap] = self.buf[self.w - self.cap : self.w]
+            self.w = self.cap
+        self.buf[self.w : self.w + n].fill(0.0)
+        self.w += n
+        self.end = new_end
+
+    def slot(self, stop: int, n: int) -> NDArray[np.float32] | None:
+        """Writable view of ``[stop - n, stop)`` (the timeline grows to ``stop``); None if too old."""
+        self.advance(stop)
+        lo = self.w - (self.end - stop) - n
+        if lo < self.w - self.cap:
+            return None
+        return self.buf[lo : lo + n]
+
+    def view(self, start: int, stop: int) -> NDArray[np.float32]:
+        """Samples ``[start, stop)``; the caller keeps ``end - cap <= start <= stop <= end``."""
+        base = self.w - self.end
+        return self.buf[base + start : base + stop]
+
+
+class EchoGuard:
+    """Acoustic echo check against the audio we sent (see module docs).
+
+    Call :meth:`note_outbound` for each frame the pacer releases and :meth:`assess_inbound`
+    for each inbound frame (at least while the agent speaks and ~300 ms after). Both are cheap;
+    the path search runs every few frames.
+    """
+
+    def __init__(self, config: EchoConfig | None = None) -> None:
+        """Create a guard with no reference and no echo path.
+
+        Args:
+            config: tuning; defaults to :class:`EchoConfig`.
+        """
+        cfg = self.config = config or EchoConfig()
+        blk = ENV_BLOCK_SAMPLES
+        self._lag_min = cfg.lag_min_ms * SAMPLES_PER_MS // blk * blk
+        self._lag_max = cfg.lag_max_ms * SAMPLES_PER_MS // blk * blk
+        self._env_n = cfg.env_window_ms * SAMPLES_PER_MS // blk * blk
+        self._fit_n = cfg.fit_window_ms * SAMPLES_PER_MS
+        self._lead = cfg.taps + cfg.fine_search_samples  # reference kept beyond lag_min
+        span = self._lag_max - self._lag_min + self._lead + FRAME_SAMPLES
+        self._ref = _Timeline(max(self._env_n, self._fit_n) + span + cfg.taps + cfg.fine_search_samples)
+        self._inb = _Timeline(self._fit_n + FRAME_SAMPLES)
+        self._ref_env = _Timeline((self._env_n + span) // blk + 1)
+        self._inb_env = _Timeline(self._env_n // blk + 1)
+        self._sq: NDArray[np.float32] = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the reference, the inbound history and the echo path (start of a call)."""
+        for timeline in (self._ref, self._inb, self._ref_env, self._inb_env):
+            timeline.reset()
+        self._h: NDArray[np.float32] | None = None  # FIR taps for delays lag0+taps-1 ... lag0
+        self._lag0 = 0
+        self._frames = 0
+        self._floor_db = math.nan
+        self._ref_loud_until = -(10**9)  # absolute sample by which reference sound was sent
+
+    # ----------------------------------------------------------------- inputs
+
+    def note_outbound(self, ulaw_frame: bytes, t_ms: int) -> None:
+        """Record one frame of agent audio as the pacer releases it.
+
+        Args:
+            ulaw_frame: the 160-byte mu-law payload sent to Telnyx.
+            t_ms: call audio time at the end of the frame.
+
+        Raises:
+            CodecError: the frame is not 160 bytes.
+        """
+        _check(ulaw_frame)
+        stop = t_ms * SAMPLES_PER_MS
+        energy = self._store(ulaw_frame, stop, self._ref, self._ref_env)
+        if energy is not None and _level_db(energy) >= self.config.min_level_db:
+            self._ref_loud_until = max(self._ref_loud_until, stop)
+
+    def assess_inbound(self, ulaw_frame: bytes, t_ms: int) -> EchoVerdict:
+        """Judge one inbound frame: is its sound our own echo?
+
+        Args:
+            ulaw_frame: the 160-byte mu-law payload received from Telnyx.
+            t_ms: call audio time at the end of the frame.
+
+        Returns:
+            The frame's :class:`EchoVerdict`.
+
+        Raises:
+            CodecError: the frame is not 160 bytes.
+        """
+        _check(ulaw_frame)
+        cfg = self.config
+        stop = t_ms * SAMPLES_PER_MS
+        self._ref.advance(stop - self._lag_min + self._lead)
+        self._ref_env.advance((stop - self._lag_min + self._lead) // ENV_BLOCK_SAMPLES)
+        e_in = self._store(ulaw_frame, stop, self._inb, self._inb_env)
+        if e_in is None:
+            return _QUIET
+        level = _level_db(e_in)
+        self._frames += 1
+        echo_possible = stop - self._lag_max - FRAME_SAMPLES <= self._ref_loud_until
+        every = cfg.search_every_frames if self._h is None else cfg.refresh_every_frames
+        if echo_possible and self._frames % every == 0:
+            self._search_path(stop)
+        if level < cfg.min_level_db or self._h is None or not echo_possible:
+            self._track_floor(level)
+            return _QUIET
+        y = self._inb.view(stop - FRAME_SAMPLES, stop)
+        est = self._estimate(stop - FRAME_SAMPLES, stop)
+        e_est = float(np.dot(est, est))
+        cross = float(np.dot(y, est))
+        e_res = max(0.0, e_in - 2.0 * cross + e_est)  # |y - est|^2
+        similarity = max(0.0, cross / math.sqrt(e_in * e_est + _EPS))
+        residual_db = 10.0 * math.log10((e_res + _EPS) / (e_in + _EPS))
+        res_level = _level_db(e_res)
+        floor = self._track_floor(res_level)
+        echo = -residual_db >= cfg.echo_cancel_db or res_level <= floor + cfg.floor_margin_db
+        return EchoVerdict(echo_likely=echo, similarity=similarity, residual_db=residual_db)
+
+    def _store(self, frame: bytes, stop: int, samples: _Timeline, env: _Timeline) -> float | None:
+        """Decode a frame into ``samples`` and its block amplitudes into ``env``; its energy."""
+        out = samples.slot(stop, FRAME_SAMPLES)
+        env_out = env.slot(stop // ENV_BLOCK_SAMPLES, FRAME_SAMPLES // ENV_BLOCK_SAMPLES)
+        if out is None or env_out is None:
+            return None
+        np.take(_ULAW_F32, np.frombuffer(frame, dtype=np.uint8), out=out)
+        sq = self._sq
+        np.multiply(out, out, out=sq)
+        np.add.reduce(sq.reshape(-1, ENV_BLOCK_SAMPLES), axis=1, out=env_out)
+        energy = float(np.add.reduce(env_out))
+        np.sqrt(env_out, out=env_out)
+        return energy
+
+    # ---------------------------------------------------------------- results
+
+    @property
+    def echo_lag_ms(self) -> float | None:
+        """Delay of the echo path's main tap in ms (None until a path is found)."""
+        if self._h is None:
+            return None
+        main = int(np.argmax(np.abs(self._h[::-1])))
+        return (self._lag0 + main) / SAMPLES_PER_MS
+
+    @property
+    def echo_gain_db(self) -> float | None:
+        """Broadband gain of the echo path in dB (e.g. -6.0), None until a path is found."""
+        if self._h is None:
+            return None
+        return 10.0 * math.log10(float(np.dot(self._h, self._h)) + 1e-12)
+
+    # -------------------------------------------------------------- internals
+
+    def _estimate(self, start: int, stop: int) -> NDArray[np.float32]:
+        """Echo estimate for inbound samples ``[start, stop)`` through the current path."""
+        assert self._h is not None
+        taps = len(self._h)
+        seg = self._ref.view(start - self._lag0 - taps + 1, stop - self._lag0)
+        return np.correlate(seg, self._h, "valid")
+
+    def _track_floor(self, level_db: float) -> float:
+        """Minimum tracker of the residual level: down fast, up slowly (line noise)."""
+        floor = self._floor_db
+        if math.isnan(floor):
+            floor = level_db
+        elif level_db < floor:
+            floor += 0.3 * (level_db - floor)
+        else:
+            floor += min(0.3, 0.02 * (level_db - floor))
+        self._floor_db = floor
+        return floor
+
+    def _search_path(self, stop: int) -> None:
+        coarse = self._coarse_lag(stop)
+        if coarse is None:
+            return
+        lag = self._fine_lag(stop, coarse)
+        self._fit(stop, lag)
+
+    def _coarse_lag(self, stop: int) -> int | None:
+        """Delay (samples) whose reference envelope best matches the inbound one, or None."""
+        blk = ENV_BLOCK_SAMPLES
+        a = self._inb_env.view((stop - self._env_n) // blk, stop // blk).astype(np.float64)
+        r = self._ref_env.view((stop - self._env_n - self._lag_max) // blk, (stop - self._lag_min) // blk)
+        a -= a.mean()
+        norm_a = float(np.dot(a, a))
+        if norm_a <= _EPS:
+            return None
+        nb = len(a)
+        c1 = np.cumsum(r, dtype=np.float64)
+        c2 = np.cumsum(np.square(r, dtype=np.float64))
+        s1 = c1[nb - 1 :] - np.concatenate(([0.0], c1[:-nb]))
+        s2 = c2[nb - 1 :] - np.concatenate(([0.0], c2[:-nb]))
+        var = np.maximum(s2 - s1 * s1 / nb, _EPS)
+        corr = np.correlate(r, a, "valid") / np.sqrt(var * norm_a)
+        k = int(np.argmax(corr))
+        if corr[k] < self.config.min_env_corr:
+            return None
+        return self._lag_max - k * blk
+
+    def _fine_lag(self, stop: int, coarse: int) -> int:
+        """Sample-exact delay near ``coarse`` by normalised cross-correlation."""
+        f, n = self.config.fine_search_samples, self.config.fine_window_ms * SAMPLES_PER_MS
+        hi = min(self._lag_max, coarse + f)
+        lo = max(self._lag_min, coarse - f)
+        y = self._inb.view(stop - n, stop)
+        seg = self._ref.view(stop - n - hi, stop - lo)
+        cross = np.correlate(seg, y, "valid")  # index m <-> delay hi - m
+        sq = np.concatenate(([0.0], np.cumsum(seg.astype(np.float64) ** 2)))
+        energy = sq[n:] - sq[:-n]
+        score = np.abs(cross) / np.sqrt(energy + _EPS)
+        return hi - int(np.argmax(score))
+
+    def _fit(self, stop: int, lag: int) -> None:
+        """Least-squares FIR around ``lag``; adopt it if it cancels enough of the window."""
+        cfg, n, taps = self.config, self._fit_n, self.config.taps
+        lag0 = lag - taps // 2
+        y = self._inb.view(stop - n, stop)
+        e_y = float(np.dot(y, y))
+        if _level_db(e_y / n * FRAME_SAMPLES) < cfg.min_level_db:
+            return
+        x = sliding_window_view(self._ref.view(stop - n - lag0 - taps + 1, stop - lag0), taps)
+        xm = np.ascontiguousarray(x, dtype=np.float64)
+        gram = xm.T @ xm
+        gram.flat[:: taps + 1] += RIDGE * float(np.trace(gram)) / taps + 1.0
+        h = np.linalg.solve(gram, xm.T @ y)
+        res = y - xm @ h
+        cancel_db = 10.0 * math.log10(e_y / (float(np.dot(res, res)) + _EPS))
+        if cancel_db >= cfg.accept_cancel_db:
+            self._h = h.astype(np.float32)
+            self._lag0 = lag0
+
+
+# ------------------------------------------------------------------------------ text filter
+
+TEXT_OVERLAP_MIN: Final = 0.3
+"""Share of the transcript's words found in recent agent text that makes it echo."""
+TEXT_MIN_WORDS: Final = 2
+"""Shorter transcripts ("yes", "no") are real answers: the text filter never calls them echo."""
+_TEXT_WORD_RE: Final = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+
+
+def _norm_words(text: str) -> list[str]:
+    return _TEXT_WORD_RE.findall(text.lower().replace("\u2019", "'"))
+
+
+def _trigrams(words: list[str]) -> set[tuple[str, str, str]]:
+    return {(words[i], words[i + 1], words[i + 2]) for i in range(len(words) - 2)}
+
+
+def text_is_echo(transcript: str, recent_agent_text: Iterable[str]) -> bool:
+    """The old platform's text filter: is this transcript the STT hearing our own words?
+
+    Both sides are normalised (lower case, punctuation dropped, words only). The transcript is
+    echo when, against any recent agent text, (a) >= 30 % of its distinct words occur in it,
+    (b) it occurs in it as a whole-word substring, or (c) both share a word trigram.
+    Transcripts of fewer than :data:`TEXT_MIN_WORDS` words are never echo by text ("yes" in
+    reply to "say yes to confirm" is an answer; the acoustic check covers single words).
+
+    Args:
+        transcript: what the STT heard on the inbound leg while the agent talked.
+        recent_agent_text: the agent's recent lines (the current reply and the one before).
+
+    Returns:
+        True if the transcript looks like the agent's own words.
+    """
+    words = _norm_words(transcript)
+    if len(words) < TEXT_MIN_WORDS:
+        return False
+    distinct = set(words)
+    joined = " " + " ".join(words) + " "
+    grams = _trigrams(words)
+    for agent in recent_agent_text:
+        agent_words = _norm_words(agent)
+        if not agent_words:
+            continue
+        if joined in " " + " ".join(agent_words) + " ":
+            return True
+        if len(distinct & set(agent_words)) >= TEXT_OVERLAP_MIN * len(distinct):
+            return True
+        if grams & _trigrams(agent_words):
+            return True
+    return False
+
+
+def _level_db(energy: float) -> float:
+    """Frame level in dB re 1 LSB^2 per sample (the VAD's scale)."""
+    return 10.0 * math.log10(energy / FRAME_SAMPLES + 1.0)
+
+
+def _check(frame: bytes) -> None:
+    if len(frame) != FRAME_SAMPLES:
+        raise CodecError(f"echo guard: frame has {len(frame)} bytes, expected {FRAME_SAMPLES}")
