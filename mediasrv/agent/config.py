@@ -95,7 +95,7 @@ class Node(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timeout_s: float = 3.0
     transfer_to: str | None = None
     on_failure: str | None = None
-    """Function nodes: the node to enter when the webhook fails or times out (else a ``failure`` transition)."""
+    """Function nodes: the node entered when the webhook fails or times out (else a ``failure`` edge)."""
 
 
 class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

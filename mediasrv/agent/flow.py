@@ -107,7 +107,10 @@ class Reprompt(msgspec.Struct, frozen=True, kw_only=True, tag="reprompt"):
 
 
 class CallWebhook(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):
-    """POST ``payload`` as JSON to ``url``; give up after ``timeout_s``; report with ``on_function_result``."""
+    """POST ``payload`` as JSON to ``url``, give up after ``timeout_s``, report with ``on_function_result``.
+
+    ``url`` is the agent's ``webhooks[name]`` when the node names one, else the node's ``webhook`` itself.
+    """
 
     node_id: str
     url: str
@@ -405,7 +408,7 @@ class CallFlow:
         return node.type in FIXED_SPEECH_TYPES or not self.missing()
 
     def speaks_fixed_text(self, target: str) -> bool:
-        """True when entering ``target`` says a fixed text (script, ending, transfer) instead of an LLM reply."""
+        """True when entering ``target`` says a fixed text (script, ending, transfer), not an LLM reply."""
         node = self.nodes.get(target)
         return node is not None and (node.type in FIXED_SPEECH_TYPES or bool(node.script))
 
@@ -544,9 +547,7 @@ class CallFlow:
         self._fire(FlowEvent.REPLY_DONE)
         return self._follow_always() if self._state is FlowState.LISTENING else []
 
-    def on_function_result(
-        self, result: object = None, *, error: str | None = None
-    ) -> list[Action]:
+    def on_function_result(self, result: object = None, *, error: str | None = None) -> list[Action]:
         """The current function node's webhook answered (``result``: its decoded JSON) or failed.
 
         Args:

@@ -215,7 +215,7 @@ class TurnPlan(msgspec.Struct, kw_only=True):
     @property
     def extra_calls(self) -> int:
         """LLM calls besides the reply (0 or 1)."""
-        return sum(1 for r in self.calls if r.purpose != "reply" and r is not self.reply)
+        return int(self.side is not None)
 
 
 class TurnPlanner:
@@ -284,7 +284,9 @@ class TurnPlanner:
         merged = self.strategy == "merged" and needs_result
         if merged:
             system += "\n\n" + prompts.merged_instruction(wanted, ask)
-        reply = self._reply_request(system, memory, utterance, wanted if merged else [], ask if merged else [])
+        reply = self._reply_request(
+            system, memory, utterance, wanted if merged else [], ask if merged else []
+        )
         side = None if merged or not needs_result else self._side_request(memory, utterance, wanted, ask)
         return TurnPlan(
             turn_id=turn_id,
@@ -429,7 +431,9 @@ class TurnPlanner:
             return None, None
         raw_vars = decoded.get("vars")
         values = (
-            {k: v for k, v in raw_vars.items() if k in plan.extract} if isinstance(raw_vars, Mapping) else None
+            {k: v for k, v in raw_vars.items() if k in plan.extract}
+            if isinstance(raw_vars, Mapping)
+            else None
         )
         raw_next = decoded.get("next")
         choice = raw_next if plan.choose and isinstance(raw_next, str) else None

@@ -1,4 +1,4 @@
-"""Prompt text and JSON schemas for replies, extraction and transition choice; the bounded conversation memory.
+"""Prompt text and JSON schemas for replies, extraction and transitions; the bounded conversation memory.
 
 Theory of operation: every LLM request of a turn is built from three small parts, so the prompt stays
 the same size however long the call runs:
@@ -168,9 +168,10 @@ def side_system_text(variables: Sequence[Variable], choices: Sequence[Transition
             + lines
         )
     if choices:
-        parts.append("In next, choose the step the call should take after the caller's last message:\n" + (
-            transition_menu(choices)
-        ))
+        parts.append(
+            "In next, choose the step the call should take after the caller's last message:\n"
+            + (transition_menu(choices))
+        )
     return "\n\n".join(parts)
 
 

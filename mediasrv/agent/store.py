@@ -223,6 +223,12 @@ class AgentStore:
                 (agent or GLOBAL_SCOPE, name, token),
             )
         conn.close()
+        # Cached agents see the new key at once (their next call), not at their next file change.
+        for path, loaded in list(self._by_path.items()):
+            if agent is None or loaded.config.name == agent:
+                fresh = msgspec.structs.replace(loaded, keys=self.resolve_keys(loaded.config.name))
+                self._by_path[path] = fresh
+                self._by_name[loaded.config.name] = fresh
 
     def resolve_keys(self, agent: str) -> ProviderKeys:
         """Every provider key of ``agent``, in one query (see the module rules for precedence).
@@ -377,9 +383,18 @@ class AgentStore:
             self.errors.pop(f, None)
             by_path[f] = fresh
             changed.append(fresh.config.name)
+        by_name: dict[str, LoadedAgent] = {}
+        for a in sorted(by_path.values(), key=lambda a: a.path):
+            first = by_name.setdefault(a.config.name, a)
+            if first is not a:
+                del by_path[a.path]
+                self.errors[a.path] = ConfigError(
+                    f"agent {a.path.name}: name {a.config.name!r} already used by {first.path.name} - at `$.name`"
+                )
+                log.error("agent not loaded: %s", self.errors[a.path])
         self._by_path = by_path
         # One assignment swaps the whole name index: a concurrent get() sees old or new, never half.
-        self._by_name = {a.config.name: a for a in sorted(by_path.values(), key=lambda a: a.path)}
+        self._by_name = by_name
         if changed:
             log.info("agents reloaded: %s", ", ".join(changed))
         return changed

@@ -153,3 +153,23 @@ def test_duplicate_agent_names_are_rejected(agents: Path, tmp_path: Path) -> Non
     (agents / "b.json").write_text(json.dumps({"name": "a"}))
     with pytest.raises(ConfigError, match="already used by a.json"):
         AgentStore(agents, tmp_path / "m.db", env={}).load_all()
+
+
+def test_a_new_secret_reaches_cached_agents(agents: Path, tmp_path: Path) -> None:
+    write_agent(agents)
+    store = AgentStore(agents, tmp_path / "m.db", env={"MEDIASRV_SECRET_KEY": Fernet.generate_key().decode()})
+    store.load_all()
+    assert store.get("sales").keys.anthropic is None
+    store.set_secret("ANTHROPIC_API_KEY", "ant-1", agent="sales")
+    assert store.get("sales").keys.anthropic == "ant-1"
+
+
+def test_a_new_file_reusing_a_name_is_refused_on_refresh(agents: Path, tmp_path: Path) -> None:
+    write_agent(agents, name="a", greeting="first")
+    store = AgentStore(agents, tmp_path / "m.db", env={})
+    store.load_all()
+    copy = agents / "z.json"
+    copy.write_text(json.dumps({"name": "a", "greeting": "second"}))
+    store.refresh()
+    assert store.get("a").config.greeting == "first"
+    assert "already used by a.json" in str(store.errors[copy])
