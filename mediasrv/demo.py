@@ -108,8 +108,14 @@ def _ms(a: float | None, b: float | None) -> float | None:
 class Demo:
     """The running demo: emulators, daemon, calls."""
 
-    def __init__(self, opts: DemoOptions) -> None:
+    def __init__(self, opts: DemoOptions, *, behaviour_factory: Any = None) -> None:
+        """Args:
+            opts: the demo options.
+            behaviour_factory: ``f(demo) -> (() -> Behaviour)``, to run another call behaviour
+                than the agent runner against the same emulators (the latency lab's legacy path).
+        """
         self.opts = opts
+        self.behaviour_factory = behaviour_factory
         self.profile = get_profile(opts.profile)
         self.agent = load_agent(opts.agent) if opts.agent else DEFAULT_AGENT
         labels = load_labels(opts.corpus)
@@ -135,9 +141,8 @@ class Demo:
         )
         self.service = AgentService(self.agent, endpoints, on_turn=self._on_turn)
         self._closers.append(self.service.aclose)
-        self.daemon, runner, port = await start_daemon(
-            ServerConfig(host="127.0.0.1", port=0, mode="agent"), self.service.new_runner
-        )
+        factory = self.behaviour_factory(self) if self.behaviour_factory else self.service.new_runner
+        self.daemon, runner, port = await start_daemon(ServerConfig(host="127.0.0.1", port=0, mode="agent"), factory)
         self._closers.insert(0, runner.cleanup)
         self.daemon.webhook_handler = self.service.handle_webhook
         self.service.endpoints.media_url = f"ws://127.0.0.1:{port}{MEDIA_PATH}"
