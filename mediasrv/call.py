@@ -194,6 +194,7 @@ class MediaCall:
             if not self.ws.closed:
                 await self.ws.close()
             self.stats.malformed = self.stream.malformed + self.stream.unknown_events
+            self.stats.late_frames = self.pacer.stats.late_polls
             log.info("call %s ended: %s", self.call_id, msgspec.json.encode(self.stats).decode())
         return self.stats
 

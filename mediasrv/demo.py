@@ -145,6 +145,8 @@ class Demo:
         self.daemon, runner, port = await start_daemon(ServerConfig(host="127.0.0.1", port=0, mode="agent"), factory)
         self._closers.insert(0, runner.cleanup)
         self.daemon.webhook_handler = self.service.handle_webhook
+        self.service.metrics = self.daemon.metrics
+        self.service.profile_name = self.profile.name
         self.service.endpoints.media_url = f"ws://127.0.0.1:{port}{MEDIA_PATH}"
         self.telnyx = TelnyxEmulator(
             profile=self.profile, api_key="demo", webhook_url=f"http://127.0.0.1:{port}{WEBHOOK_PATH}",

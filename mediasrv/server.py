@@ -28,6 +28,7 @@ from aiohttp import web
 
 from mediasrv.call import Behaviour, MediaCall
 from mediasrv.errors import ConfigError
+from mediasrv.metrics import Metrics
 
 log = logging.getLogger("mediasrv.server")
 
@@ -65,6 +66,7 @@ class Daemon:
         self.frames_out_total = 0
         self.malformed_total = 0
         self.webhook_handler: WebhookHandler | None = None
+        self.metrics = Metrics()
         self.call_ended: list[Callable[[MediaCall], None]] = []
 
     def make_app(self) -> web.Application:
@@ -83,20 +85,13 @@ class Daemon:
         return web.Response(status=status, body=msgspec.json.encode(body), content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        lines = [
-            f"mediasrv_active_calls {len(self.calls)}",
-            f"mediasrv_calls_total {self.calls_total}",
-            f"mediasrv_calls_failed_total {self.calls_failed}",
-            f"mediasrv_webhooks_total {self.webhooks_total}",
-            f"mediasrv_media_frames_in_total {self.frames_in_total}",
-            f"mediasrv_media_frames_out_total {self.frames_out_total}",
-            f"mediasrv_media_frames_malformed_total {self.malformed_total}",
-        ]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.webhooks_total += 1
+        self.metrics.webhook()
         if self.webhook_handler is not None:
             return await self.webhook_handler(request, body)
         return web.json_response({"ok": True})
@@ -109,6 +104,8 @@ class Daemon:
         call = MediaCall(ws, self.behaviour_factory(), lead_ms=self.config.lead_ms)
         self.calls[call.call_id] = call
         self.calls_total += 1
+        self.metrics.call_started()
+        failed = False
         try:
             stats = await call.run()
             self.frames_in_total += stats.frames_in
@@ -116,9 +113,11 @@ class Daemon:
             self.malformed_total += stats.malformed
         except Exception:
             # Contain the failure to this call (socket errors, bugs): log and go on.
+            failed = True
             self.calls_failed += 1
             log.exception("call %s failed", call.call_id)
         finally:
+            self.metrics.call_ended(call.stats, failed=failed)
             self.calls.pop(call.call_id, None)
             for cb in self.call_ended:
                 cb(call)

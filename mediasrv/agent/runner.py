@@ -39,8 +39,8 @@ from mediasrv.agent.ports import (
     LLMPort,
     SttEndpoint,
     SttFailure,
-    SttText,
     STTPort,
+    SttText,
     TtsAudio,
     TtsDone,
     TTSPort,
@@ -52,7 +52,6 @@ from mediasrv.turns import BargeIn, EndOfTurn, TurnDetector, UserPaused, UserRes
 from mediasrv.vad import VoiceActivityDetector
 
 log = logging.getLogger("mediasrv.agent")
-turn_log = logging.getLogger("mediasrv.turns")
 
 FRAME_MS = 20
 ULAW_BYTES_PER_MS = 8
@@ -292,9 +291,7 @@ class AgentRunner:
         self._report(reply.timeline)
 
     def _report(self, tl: TurnTimeline) -> None:
-        s = tl.summary()
-        self.summaries.append(s)
-        turn_log.info("%s", msgspec.json.encode(s).decode())
+        self.summaries.append(tl.summary())
         if self.on_turn is not None:
             self.on_turn(tl)
 

@@ -22,6 +22,7 @@ from mediasrv.agent.adapters import ElevenLabsTTS, SonioxSTT, StreamingLLM
 from mediasrv.agent.config import AgentConfig
 from mediasrv.agent.runner import AgentRunner
 from mediasrv.errors import ConfigError, ProviderError, RemoteProtocolError
+from mediasrv.metrics import Metrics, turn_log_line
 from mediasrv.providers.llm.anthropic_client import AnthropicChat
 from mediasrv.providers.llm.openai_client import OpenAIChat
 from mediasrv.providers.llm.stream import LLMClient
@@ -30,6 +31,7 @@ from mediasrv.providers.telnyx.webhooks import CallInitiated, WebhookVerifier, d
 from mediasrv.timing import TurnTimeline
 
 log = logging.getLogger("mediasrv.agent")
+turn_log = logging.getLogger("mediasrv.turns")
 
 ENV_KEYS = {
     "soniox": "SONIOX_API_KEY",
@@ -108,6 +110,9 @@ class AgentService:
         self.endpoints = endpoints
         self.on_turn = on_turn
         self.runners: list[AgentRunner] = []
+        self.metrics: Metrics | None = None
+        """Set by the daemon's builder: turns are observed into its histograms."""
+        self.profile_name: str | None = None
         self.llm_client: LLMClient = self._make_llm()
         self.cc: CallControlClient | None = (
             CallControlClient(endpoints.telnyx_key, base_url=endpoints.telnyx_api_url) if endpoints.telnyx_key else None
@@ -130,7 +135,7 @@ class AgentService:
             stt=SonioxSTT(self.agent, url=ep.soniox_url, api_key=ep.soniox_key),
             llm=StreamingLLM(self.llm_client, max_tokens=self.agent.llm.max_tokens, temperature=self.agent.llm.temperature),
             tts=ElevenLabsTTS(self.agent, base_url=ep.elevenlabs_url, api_key=ep.elevenlabs_key),
-            on_turn=self.on_turn,
+            on_turn=self._turn_done,
         )
         self.runners.append(runner)
         return runner
@@ -139,6 +144,14 @@ class AgentService:
         """Use this Call Control endpoint and webhook key (set once the daemon's URL is known)."""
         self.cc = CallControlClient(api_key, base_url=api_url)
         self.verifier = WebhookVerifier(public_key_b64) if public_key_b64 else None
+
+    def _turn_done(self, tl: TurnTimeline) -> None:
+        summary = tl.summary()
+        turn_log.info("%s", turn_log_line(summary, profile=self.profile_name))
+        if self.metrics is not None:
+            self.metrics.observe_turn(summary)
+        if self.on_turn is not None:
+            self.on_turn(tl)
 
     async def handle_webhook(self, request: web.Request, body: bytes) -> web.StreamResponse:
         """Verify a Telnyx webhook and act on it (answer inbound calls with our stream URL)."""

@@ -189,6 +189,7 @@ class AgentStore:
         """Files whose last (re)load failed, with the error (the old version stays cached)."""
         self._by_path: dict[Path, LoadedAgent] = {}
         self._by_name: dict[str, LoadedAgent] = {}
+        self._failed: dict[Path, tuple[int, int]] = {}
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
@@ -328,6 +329,7 @@ class AgentStore:
         self._by_path = {a.path: a for a in loaded}
         self._by_name = by_name
         self.errors = {}
+        self._failed = {}
         return sorted(by_name)
 
     def get(self, name: str) -> LoadedAgent:
@@ -366,38 +368,58 @@ class AgentStore:
         files = set(self._files())
         for gone in set(by_path) - files:
             changed.append(by_path.pop(gone).config.name)
-            self.errors.pop(gone, None)
+        for gone in set(self.errors) - files:
+            self._forget_error(gone)
         for f in sorted(files):
-            old = by_path.get(f)
-            try:
-                st = f.stat()
-                if old is not None and (st.st_mtime_ns, st.st_size) == (old.mtime_ns, old.size):
-                    continue
-                fresh = self.load(f)
-            except (ConfigError, OSError) as exc:
-                err = exc if isinstance(exc, ConfigError) else ConfigError(f"agent: cannot read {f}: {exc}")
-                if self.errors.get(f) is None or str(self.errors[f]) != str(err):
-                    log.error("agent reload failed, keeping the previous version: %s", err)
-                self.errors[f] = err
-                continue
-            self.errors.pop(f, None)
-            by_path[f] = fresh
-            changed.append(fresh.config.name)
+            fresh = self._reload_if_changed(f, by_path.get(f))
+            if fresh is not None:
+                by_path[f] = fresh
+                changed.append(fresh.config.name)
         by_name: dict[str, LoadedAgent] = {}
-        for a in sorted(by_path.values(), key=lambda a: a.path):
+        current = set(map(id, self._by_name.values()))
+        # Agents already serving calls keep their name against a newcomer that reuses it.
+        for a in sorted(by_path.values(), key=lambda a: (id(a) not in current, a.path)):
             first = by_name.setdefault(a.config.name, a)
             if first is not a:
                 del by_path[a.path]
-                self.errors[a.path] = ConfigError(
-                    f"agent {a.path.name}: name {a.config.name!r} already used by {first.path.name} - at `$.name`"
-                )
-                log.error("agent not loaded: %s", self.errors[a.path])
+                changed.remove(a.config.name)
+                msg = f"agent {a.path.name}: name {a.config.name!r} already used by {first.path.name}"
+                msg += " - at `$.name`"
+                self._record_error(a.path, ConfigError(msg), (a.mtime_ns, a.size))
         self._by_path = by_path
         # One assignment swaps the whole name index: a concurrent get() sees old or new, never half.
         self._by_name = by_name
         if changed:
             log.info("agents reloaded: %s", ", ".join(changed))
         return changed
+
+    def _reload_if_changed(self, f: Path, old: LoadedAgent | None) -> LoadedAgent | None:
+        """The freshly loaded agent if ``f`` changed since it was last seen, else None."""
+        try:
+            st = f.stat()
+            sig = (st.st_mtime_ns, st.st_size)
+            if (old is not None and sig == (old.mtime_ns, old.size)) or self._failed.get(f) == sig:
+                return None
+            fresh = self.load(f)
+        except ConfigError as exc:
+            self._record_error(f, exc, sig)
+            return None
+        except OSError as exc:
+            self._record_error(f, ConfigError(f"agent: cannot read {f}: {exc.strerror}"), None)
+            return None
+        self._forget_error(f)
+        return fresh
+
+    def _record_error(self, f: Path, err: ConfigError, sig: tuple[int, int] | None) -> None:
+        if sig is not None:
+            self._failed[f] = sig  # not parsed again until the file changes
+        if str(self.errors.get(f)) != str(err):
+            log.error("agent not (re)loaded, any previous version stays: %s", err)
+        self.errors[f] = err
+
+    def _forget_error(self, f: Path) -> None:
+        self.errors.pop(f, None)
+        self._failed.pop(f, None)
 
     async def watch(self, interval_s: float = 2.0) -> None:
         """Run :meth:`refresh` in a worker thread every ``interval_s`` until cancelled.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from mediasrv.turns.completeness import Assessment, Completeness, assess_completeness, words_of
 from mediasrv.turns.detector import TRANSITIONS, Trigger, TurnConfig, TurnDetector, TurnState, VoiceFrame
 from mediasrv.turns.events import (
+    OverlapDiscarded,
+    OverlapStarted,
     AnyTurnEvent,
     Backchannel,
     BargeIn,
@@ -17,6 +19,8 @@ from mediasrv.turns.events import (
 )
 
 __all__ = [
+    "OverlapDiscarded",
+    "OverlapStarted",
     "TRANSITIONS",
     "AnyTurnEvent",
     "Assessment",

@@ -65,6 +65,8 @@ from mediasrv.turns.events import (
     EndOfTurn,
     EndReason,
     FalseStart,
+    OverlapDiscarded,
+    OverlapStarted,
     UserPaused,
     UserResumed,
     UserStarted,
@@ -434,6 +436,7 @@ class TurnDetector:
             self._begin_overlap()
             self._voiced_ms = self.config.frame_ms
             self._fire(Trigger.VOICE)
+            self._events.append(OverlapStarted(t_ms=t_ms))
         elif state is TurnState.OVERLAP:
             self._evaluate_overlap(t_ms, voice=True)
 
@@ -457,6 +460,7 @@ class TurnDetector:
             self._begin_overlap()
             self._last_voice_ms = audio_end_ms if audio_end_ms is not None else t_ms
             self._fire(Trigger.VOICE)
+            self._events.append(OverlapStarted(t_ms=t_ms))
             self._evaluate_overlap(t_ms, voice=False)
         elif state is TurnState.OVERLAP:
             self._evaluate_overlap(t_ms, voice=False)
@@ -535,6 +539,7 @@ class TurnDetector:
             self._backchannel(t_ms)
         elif not words and silence >= cfg.no_text_wait_ms:
             self._fire(Trigger.DISCARD)
+            self._events.append(OverlapDiscarded(t_ms=t_ms))
 
     def _barge_in(self, t_ms: int) -> None:
         self._fire(Trigger.BARGE_IN)

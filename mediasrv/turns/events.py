@@ -91,4 +91,26 @@ class Backchannel(TurnEvent, frozen=True, kw_only=True, tag="backchannel"):
     text: str
 
 
-AnyTurnEvent = UserStarted | UserPaused | UserResumed | EndOfTurn | FalseStart | BargeIn | Backchannel
+class OverlapStarted(TurnEvent, frozen=True, kw_only=True, tag="overlap_started"):
+    """Caller voice (not judged yet) while the agent talks: pause the agent's audio now.
+
+    Followed by :class:`BargeIn` (drop the reply), :class:`Backchannel` or
+    :class:`OverlapDiscarded` (a false interruption: resume the reply where it paused).
+    """
+
+
+class OverlapDiscarded(TurnEvent, frozen=True, kw_only=True, tag="overlap_discarded"):
+    """The overlap was wordless noise (a cough, a bump): not an interruption."""
+
+
+AnyTurnEvent = (
+    UserStarted
+    | UserPaused
+    | UserResumed
+    | EndOfTurn
+    | FalseStart
+    | BargeIn
+    | Backchannel
+    | OverlapStarted
+    | OverlapDiscarded
+)

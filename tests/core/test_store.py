@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -52,7 +53,9 @@ def test_agent_is_loaded_once_with_its_index_and_cached(agents: Path, tmp_path: 
         store.get("nobody")
 
 
-def test_mtime_change_reloads_and_a_bad_edit_keeps_the_old_version(agents: Path, tmp_path: Path) -> None:
+def test_mtime_change_reloads_and_a_bad_edit_keeps_the_old_version(
+    agents: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = write_agent(agents, greeting="Hi v1")
     store = AgentStore(agents, tmp_path / "m.db", env={})
     store.load_all()
@@ -65,9 +68,12 @@ def test_mtime_change_reloads_and_a_bad_edit_keeps_the_old_version(agents: Path,
 
     path.write_text(json.dumps({"name": "sales", "llm": {"temperature": "hot"}}))
     bump_mtime(path)
-    assert store.refresh() == []
+    with caplog.at_level(logging.ERROR, logger="mediasrv.agent.store"):
+        assert store.refresh() == []
+        assert store.refresh() == []  # the bad file is not parsed (nor logged) again until it changes
     assert store.get("sales").config.greeting == "Hi v2"
     assert "$.llm.temperature" in str(store.errors[path])
+    assert len(caplog.records) == 1 and "sales.json" in caplog.records[0].getMessage()
 
     path.unlink()
     assert store.refresh() == ["sales"]

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mediasrv.turns import (
+    OverlapDiscarded,
+    OverlapStarted,
     TRANSITIONS,
     AnyTurnEvent,
     Backchannel,
@@ -269,7 +271,18 @@ def test_backchannel_while_agent_speaks_is_not_barge_in() -> None:
     call.voice(400)
     call.say("", " uh huh", at_ms=call.t + 120, audio_end_ms=call.t)
     call.quiet(800)
-    assert [type(e) for e in call.events] == [Backchannel]
+    # The agent is paused at the onset (OverlapStarted) and resumed by the Backchannel verdict.
+    assert [type(e) for e in call.events] == [OverlapStarted, Backchannel]
+    assert call.det.state is TurnState.AGENT_SPEAKING
+
+
+def test_wordless_noise_while_agent_speaks_is_discarded() -> None:
+    call = Call()
+    call.det.set_agent_speaking(True, 0)
+    call.quiet(500)
+    call.voice(100)  # a cough: short, no words
+    call.quiet(1000)
+    assert [type(e) for e in call.events] == [OverlapStarted, OverlapDiscarded]
     assert call.det.state is TurnState.AGENT_SPEAKING
 
 

@@ -88,7 +88,8 @@ async def test_health_and_metrics(daemon) -> None:
             assert (await r.json())["status"] == "ok"
         async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
             text = await r.text()
-    assert "mediasrv_active_calls 0" in text
+    assert "mediasrv_active_calls 0.0" in text
+    assert "mediasrv_turn_e2e_ms_bucket" in text
 
 
 async def test_zero_files_and_no_subprocess_on_the_audio_path(daemon) -> None:
