@@ -236,6 +236,8 @@ class Demo:
         if tl is not None:
             tl.stamp("speech_end", speech_end, overwrite=True)
             s = tl.summary()
+            log.debug("turn %d stamps (ms after speech end): %s", turn,
+                      {k: round((v - speech_end) * 1000) for k, v in sorted(tl.stamps.items(), key=lambda kv: kv[1])})
             result.reply = tl.reply or s.reply
             result.speculative = tl.speculative
             result.e2e_ms = _ms(speech_end, tl.get("first_frame"))

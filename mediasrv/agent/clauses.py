@@ -1,9 +1,11 @@
 """Cutting a streamed LLM reply into pieces for the TTS, as early as a clause is complete.
 
 The old platform waited for whole sentences before it called TTS. Here the first piece goes
-out as soon as the first clause is complete (a comma, colon, semicolon or dash after a few
-words, or a sentence end), later pieces at sentence ends or clause ends once they are long
-enough to be worth a TTS request. Text is never held back at the end of the stream.
+out as soon as it can be spoken naturally: at the first clause or sentence end ("Sure, ")
+or, with no punctuation yet, after ``first_max_words`` words (cut between words). Every
+millisecond before the first piece adds to the caller's wait, while the TTS keeps prosody
+across pieces of one context. Later pieces go at sentence ends, or at clause ends once they
+are long enough to be worth a TTS request. Text is never held back at the end of the stream.
 
 Rules:
 
@@ -30,13 +32,16 @@ class ClauseSplitter:
     Args:
         first_min_words: words a first *clause* needs before a comma cut (a sentence end
             always cuts).
+        first_max_words: with no boundary yet, the first piece is cut after this many words
+            (0: never; wait for punctuation).
         later_min_chars: characters a later clause needs before a comma cut.
     """
 
-    def __init__(self, *, first_min_words: int = 3, later_min_chars: int = 40) -> None:
+    def __init__(self, *, first_min_words: int = 1, first_max_words: int = 5, later_min_chars: int = 40) -> None:
         self._buf = ""
         self._first = True
         self._first_min_words = first_min_words
+        self._first_max_words = first_max_words
         self._later_min_chars = later_min_chars
 
     def push(self, delta: str) -> list[str]:
@@ -75,6 +80,11 @@ class ClauseSplitter:
                         return i + 2
                 elif len(head) >= self._later_min_chars:
                     return i + 2
+        if self._first and self._first_max_words:
+            words = list(_WORD.finditer(buf))
+            # The last word may still be growing: cut only after a word followed by a space.
+            if len(words) > self._first_max_words:
+                return words[self._first_max_words - 1].end() + 1
         return 0
 
     def _is_abbreviation_or_number(self, i: int) -> bool:

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -65,12 +64,11 @@ from typing import Final
 import msgspec
 
 from mediasrv.agent.config import AgentConfig, Node, Transition, Variable
+from mediasrv.agent.prompts import VarValue, coerce, render
 from mediasrv.errors import ConfigError, FlowError
 
 logger = logging.getLogger(__name__)
 
-VarValue = str | int | float | bool | None
-"""A variable's value (JSON scalar)."""
 
 STAY: Final = "stay"
 """The transition choice meaning "remain in the current node"."""
@@ -81,7 +79,6 @@ SUCCESS_WHEN: Final = frozenset({"", "always", "success"})
 FAILURE_WHEN: Final = frozenset({"failure", "error"})
 FIXED_SPEECH_TYPES: Final = frozenset({"ending", "transfer"})
 DEFAULT_GOODBYE: Final = "Thank you for calling. Goodbye!"
-_PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 
 
 # --- actions ---------------------------------------------------------------------------------------------
@@ -163,6 +160,7 @@ class FlowState(enum.Enum):
 class FlowEvent(enum.Enum):
     """What moves the engine (derived from the inputs)."""
 
+    START = "start"
     ENTER_CONVERSATION = "enter_conversation"
     ENTER_FUNCTION = "enter_function"
     ENTER_ENDING = "enter_ending"
@@ -187,7 +185,7 @@ _ENTER: Final[Mapping[FlowEvent, FlowState]] = {
     E.ENTER_TRANSFER: S.FINISHED,
 }
 TRANSITIONS: Final[Mapping[FlowState, Mapping[FlowEvent, FlowState]]] = {
-    S.NEW: {**_ENTER},
+    S.NEW: {**_ENTER, E.START: S.NEW},
     S.LISTENING: {
         **_ENTER,
         E.USER_TURN: S.TURN,
@@ -289,38 +287,6 @@ def _failure_target(node: Node) -> str | None:
     if node.on_failure is not None:
         return node.on_failure
     return next((t.to for t in node.transitions if t.when.strip().lower() in FAILURE_WHEN), None)
-
-
-def render(template: str, variables: Mapping[str, VarValue]) -> str:
-    """Fill ``{name}`` placeholders from the variables (unknown or empty: nothing)."""
-
-    def value(match: re.Match[str]) -> str:
-        found = variables.get(match.group(1))
-        return "" if found is None else str(found)
-
-    return " ".join(_PLACEHOLDER.sub(value, template).split())
-
-
-def coerce(variable: Variable, raw: object) -> VarValue:
-    """A value as the variable's type wants it, or None when it is empty or does not fit."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    if variable.type == "boolean":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        return True if text in ("true", "yes") else False if text in ("false", "no") else None
-    if variable.type == "number":
-        if isinstance(raw, bool):
-            return None
-        if isinstance(raw, int | float):
-            return raw
-        try:
-            number = float(str(raw).replace(",", ""))
-        except ValueError:
-            return None
-        return int(number) if number.is_integer() else number
-    return raw.strip() if isinstance(raw, str) else str(raw)
 
 
 # --- the engine ------------------------------------------------------------------------------------------
@@ -429,6 +395,7 @@ class CallFlow:
         Raises:
             FlowError: called twice.
         """
+        self._fire(FlowEvent.START)
         return self._enter(self.start_node, speak_prompt=False)
 
     def begin_turn(

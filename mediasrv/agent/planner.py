@@ -265,16 +265,7 @@ class TurnPlanner:
         choices = flow.choices() if talking else []
         cached = self.cache.get(node.id, utterance) if choices else None
         if cached is not None and cached != STAY and flow.allowed(cached) and flow.speaks_fixed_text(cached):
-            turn_id = flow.begin_turn(committed=committed, reply=False, choice=cached)
-            return TurnPlan(
-                turn_id=turn_id,
-                node_id=node.id,
-                utterance=utterance,
-                strategy=self.strategy,
-                reply=None,
-                cached_choice=cached,
-                actions=flow.take_actions(turn_id),
-            )
+            return self._fixed_speech_plan(flow, utterance, cached, committed=committed)
         ask = choices if cached is None else []
         needs_result = bool(wanted) or bool(ask)
         turn_id = flow.begin_turn(committed=committed, expects_result=needs_result, choice=cached)
@@ -352,6 +343,20 @@ class TurnPlanner:
         return spoken if isinstance(spoken, str) else ""
 
     # -------------------------------------------------------------- internals
+
+    def _fixed_speech_plan(self, flow: CallFlow, utterance: str, choice: str, *, committed: bool) -> TurnPlan:
+        """A cache hit that leads to a script/ending/transfer: no LLM call at all (rule 4)."""
+        node_id = flow.node.id
+        turn_id = flow.begin_turn(committed=committed, reply=False, choice=choice)
+        return TurnPlan(
+            turn_id=turn_id,
+            node_id=node_id,
+            utterance=utterance,
+            strategy=self.strategy,
+            reply=None,
+            cached_choice=choice,
+            actions=flow.take_actions(turn_id),
+        )
 
     def _node_vars(self, flow: CallFlow) -> list[Variable]:
         return [flow.variable_specs[name] for name in flow.node.variables]

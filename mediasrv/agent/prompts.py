@@ -20,12 +20,15 @@ Rules:
 3. Schemas are strict (OpenAI ``strict: true``: every property required, no extra properties, optional
    values nullable), and the spoken field ``say`` is the first property of the merged schema so that
    it streams first (protocols.md 5.3).
-4. The transition enum always starts with ``stay``: a model (or the emulator) that is unsure picks the
+4. Values cross the LLM boundary here too: :func:`coerce` types what a model extracted, :func:`render`
+   fills ``{name}`` placeholders of scripts.
+5. The transition enum always starts with ``stay``: a model (or the emulator) that is unsure picks the
    first value, and staying is the safe default.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -52,6 +55,13 @@ _FORMAT_HINTS: Final[Mapping[str, str]] = {
     "boolean": " (true/false)",
     "string": "",
 }
+
+_PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
+_SPACE_BEFORE_PUNCT: Final = re.compile(r"\s+([,.!?])")
+_EMPTY_CLAUSE: Final = re.compile(r",([.!?])")
+
+VarValue = str | int | float | bool | None
+"""A variable's value (JSON scalar)."""
 
 Message = dict[str, object]
 """One OpenAI-style chat message, as the LLM clients take it."""
@@ -225,3 +235,37 @@ def flow_schema(
 def json_schema_format(name: str, schema: Mapping[str, object]) -> dict[str, object]:
     """The ``response_format`` value for a strict named schema."""
     return {"type": "json_schema", "json_schema": {"name": name, "schema": dict(schema), "strict": True}}
+
+
+def render(template: str, variables: Mapping[str, VarValue]) -> str:
+    """Fill ``{name}`` placeholders from the variables; an unknown one renders as nothing, and the space or
+    comma left in front of the next punctuation mark goes with it ("Bye {name}!" -> "Bye!")."""
+
+    def value(match: re.Match[str]) -> str:
+        found = variables.get(match.group(1))
+        return "" if found is None else str(found)
+
+    text = " ".join(_PLACEHOLDER.sub(value, template).split())
+    return _EMPTY_CLAUSE.sub(r"\1", _SPACE_BEFORE_PUNCT.sub(r"\1", text))
+
+
+def coerce(variable: Variable, raw: object) -> VarValue:
+    """A value as the variable's type wants it, or None when it is empty or does not fit."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if variable.type == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        return True if text in ("true", "yes") else False if text in ("false", "no") else None
+    if variable.type == "number":
+        if isinstance(raw, bool):
+            return None
+        if isinstance(raw, int | float):
+            return raw
+        try:
+            number = float(str(raw).replace(",", ""))
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() else number
+    return raw.strip() if isinstance(raw, str) else str(raw)

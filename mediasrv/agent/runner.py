@@ -48,13 +48,28 @@ from mediasrv.agent.ports import (
 from mediasrv.call import CallHandle
 from mediasrv.providers.telnyx.stream import StreamStarted
 from mediasrv.timing import TurnSummary, TurnTimeline
-from mediasrv.turns import BargeIn, EndOfTurn, TurnDetector, UserPaused, UserResumed
+from mediasrv.turns import (
+    Backchannel,
+    BargeIn,
+    EndOfTurn,
+    OverlapDiscarded,
+    OverlapStarted,
+    TurnConfig,
+    TurnDetector,
+    TurnState,
+    UserPaused,
+    UserResumed,
+)
 from mediasrv.vad import VoiceActivityDetector
 
 log = logging.getLogger("mediasrv.agent")
 
 FRAME_MS = 20
 ULAW_BYTES_PER_MS = 8
+SPECULATE_MIN_MS = 40
+"""Silence after the caller's last voice frame before a speculative reply may start."""
+RESUME_REWIND_BYTES = 1600
+"""After a false interruption, resume 200 ms before the point where the agent was cut off."""
 
 
 class CallCounters(msgspec.Struct, kw_only=True):
@@ -65,6 +80,7 @@ class CallCounters(msgspec.Struct, kw_only=True):
     speculative_misses: int = 0
     speculative_cancelled: int = 0
     barge_ins: int = 0
+    false_interruptions: int = 0
     stt_failures: int = 0
     llm_failures: int = 0
 
@@ -85,8 +101,12 @@ class Reply:
         self.cancelled = False
         self.done = False
         self.text_sent = ""
-        self.held: list[bytes] = []
-        self.audio_ms = 0.0
+        self.audio = bytearray()
+        """Every byte of this reply's audio (8 kHz mu-law), so a paused reply can resume."""
+        self.queued_upto = 0
+        """How much of ``audio`` has been handed to the pacer."""
+        self.paused = False
+        self.heard_ms = 0.0
         self.first_queued = False
         self.task: asyncio.Task[None] | None = None
 
@@ -138,37 +158,59 @@ class Reply:
         await self.runner.tts.send_text(self.context_id, piece)
 
     def on_audio(self, chunk: TtsAudio) -> None:
-        """A TTS chunk for this reply arrived."""
+        """A TTS chunk for this reply arrived: keep it, and play it if the reply is live."""
         if self.cancelled:
             return
         self.timeline.stamp("tts_ttfb", chunk.at)
-        self.audio_ms += len(chunk.ulaw) / ULAW_BYTES_PER_MS
-        if self.committed:
-            self.runner.play(self, chunk.ulaw)
-        else:
-            self.held.append(chunk.ulaw)
+        self.audio += chunk.ulaw
+        if self.committed and not self.paused:
+            self._play_rest()
 
     def on_done(self) -> None:
         """The TTS context finished."""
         self.done = True
-        if self.committed and not self.cancelled:
+        if self.committed and not self.cancelled and not self.paused:
             self.runner.finish_utterance(self)
 
     def commit(self) -> None:
         """Release held audio and play the rest as it comes."""
         self.committed = True
-        for ulaw in self.held:
-            self.runner.play(self, ulaw)
-        self.held.clear()
+        self._play_rest()
         if self.done:
             self.runner.finish_utterance(self)
+
+    def pause(self, played_ms: float) -> None:
+        """The caller started talking over us: stop here, keep the rest for :meth:`resume`."""
+        self.paused = True
+        # Resume a little before the cut, on a frame boundary, so the listener re-catches the word.
+        played = int(played_ms) * ULAW_BYTES_PER_MS
+        self.queued_upto = max(0, (played - RESUME_REWIND_BYTES) // 160 * 160)
+        self.heard_ms = max(self.heard_ms, played_ms)
+
+    def resume(self) -> None:
+        """A false interruption: play on from where we paused."""
+        if not self.paused or self.cancelled:
+            return
+        self.paused = False
+        self._play_rest()
+        if self.done:
+            self.runner.finish_utterance(self)
+
+    def _play_rest(self) -> None:
+        if self.queued_upto < len(self.audio):
+            self.runner.play(self, bytes(self.audio[self.queued_upto :]))
+            self.queued_upto = len(self.audio)
+
+    @property
+    def audio_ms(self) -> float:
+        """Milliseconds of audio the TTS produced for this reply so far."""
+        return len(self.audio) / ULAW_BYTES_PER_MS
 
     async def cancel(self) -> None:
         """Stop the LLM stream and the TTS context; drop held audio."""
         if self.cancelled:
             return
         self.cancelled = True
-        self.held.clear()
         if self.task is not None and not self.task.done():
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -205,7 +247,9 @@ class AgentRunner:
         self.call: CallHandle | None = None
         self.call_id = "-"
         self.vad = VoiceActivityDetector()
-        self.turns = TurnDetector()
+        # Speculate early: a reply that turns out wrong is cancelled for the price of its tokens,
+        # while a right one hides the LLM and TTS start-up behind the end-of-turn wait.
+        self.turns = TurnDetector(TurnConfig(speculate_min_ms=SPECULATE_MIN_MS))
         self.counters = CallCounters()
         self.history: list[dict[str, Any]] = []
         self.audio_ms = 0
@@ -270,7 +314,9 @@ class AgentRunner:
 
     # ----------------------------------------------------------------- helpers
     def _agent_audible(self) -> bool:
-        return self.call is not None and self.call.is_speaking()
+        # A reply paused by an overlap still holds the floor until the overlap is judged.
+        paused = self.speaking is not None and self.speaking.paused
+        return paused or (self.call is not None and self.call.is_speaking())
 
     def play(self, reply: Reply, ulaw: bytes) -> None:
         """Send a committed reply's audio to the pacer."""
@@ -300,6 +346,7 @@ class AgentRunner:
         async for ev in self.stt.events():
             if isinstance(ev, SttText):
                 self.turns.on_tokens(ev.final_delta, ev.nonfinal, self.audio_ms, audio_end_ms=ev.audio_end_ms)
+                self._refresh_speculation()
             elif isinstance(ev, SttEndpoint):
                 if self.timeline is not None:
                     self.timeline.stamp("stt_final", ev.at)
@@ -335,8 +382,12 @@ class AgentRunner:
                 self._spawn(self._drop_speculation(counted=True))
             elif isinstance(ev, EndOfTurn):
                 self._on_end_of_turn(ev, now)
+            elif isinstance(ev, OverlapStarted):
+                self._on_overlap_started(now)
             elif isinstance(ev, BargeIn):
                 self._on_barge_in(now)
+            elif isinstance(ev, (Backchannel, OverlapDiscarded)):
+                self._on_false_interruption()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -367,6 +418,20 @@ class AgentRunner:
         if self.speculation is not None:
             self._spawn(self._drop_speculation(counted=True))
         reply = Reply(self, tl, prompt_text=text, speculative=True)
+        reply.start_llm(self._messages(text))
+        self.speculation = reply
+
+    def _refresh_speculation(self) -> None:
+        """Words arrived during the pause: restart the speculative reply on the fresher text."""
+        spec = self.speculation
+        if spec is None or self.turns.state is not TurnState.USER_PAUSED or self.timeline is None:
+            return
+        text = self.turns.turn_text
+        if not text.strip() or normalise(text) == normalise(spec.prompt_text):
+            return
+        self.counters.speculative_cancelled += 1
+        self._spawn(spec.cancel())
+        reply = Reply(self, self.timeline, prompt_text=text, speculative=True)
         reply.start_llm(self._messages(text))
         self.speculation = reply
 
@@ -416,17 +481,35 @@ class AgentRunner:
             reply.timeline.reply = reply.text_sent
             self.history.append({"role": "assistant", "content": reply.text_sent})
 
+    def _on_overlap_started(self, now: float) -> None:
+        """Caller voice over the agent: silence the agent in this same frame, decide later."""
+        reply = self.speaking
+        if self.call is None or reply is None or reply.paused:
+            return
+        report = self.call.clear()
+        reply.pause(report.played_ms)
+        reply.timeline.stamp("overlap", now)
+
+    def _on_false_interruption(self) -> None:
+        """A backchannel or a noise: the agent goes on from where it stopped."""
+        reply = self.speaking
+        if reply is not None and reply.paused:
+            self.counters.false_interruptions += 1
+            reply.resume()
+
     def _on_barge_in(self, now: float) -> None:
+        """A real interruption: drop the reply; the history keeps what the caller heard."""
         reply = self.speaking
         if self.call is None or reply is None:
             return
-        report = self.call.clear()
+        if not reply.paused:
+            reply.pause(self.call.clear().played_ms)
         self.counters.barge_ins += 1
         reply.timeline.barge_in = True
-        heard = reply.heard_text(report.played_ms)
-        reply.cancelled_heard = heard  # type: ignore[attr-defined]
+        heard = reply.heard_text(reply.heard_ms)
         self.speaking = None
-        if self.history and self.history[-1].get("role") == "assistant" and self.history[-1]["content"] == reply.text_sent:
+        last = self.history[-1] if self.history else None
+        if last is not None and last.get("role") == "assistant" and last.get("content") == reply.text_sent:
             self.history[-1] = {"role": "assistant", "content": heard}
         elif heard:
             self.history.append({"role": "assistant", "content": heard})

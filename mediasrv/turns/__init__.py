@@ -41,3 +41,34 @@ __all__ = [
     "assess_completeness",
     "words_of",
 ]
+
+# Echo guard, dead air and voicemail / IVR detection (issue 4).
+from mediasrv.turns.deadair import CheckIn, DeadAirAction, DeadAirMonitor, HangUp  # noqa: E402
+from mediasrv.turns.echo import EchoConfig, EchoGuard, EchoVerdict, text_is_echo  # noqa: E402
+from mediasrv.turns.voicemail import (  # noqa: E402
+    AmdVerdict,
+    Beep,
+    Human,
+    Voicemail,
+    VoicemailDetector,
+    VoicemailDetectorConfig,
+    VoicemailEvent,
+)
+
+__all__ += [
+    "AmdVerdict",
+    "Beep",
+    "CheckIn",
+    "DeadAirAction",
+    "DeadAirMonitor",
+    "EchoConfig",
+    "EchoGuard",
+    "EchoVerdict",
+    "HangUp",
+    "Human",
+    "Voicemail",
+    "VoicemailDetector",
+    "VoicemailDetectorConfig",
+    "VoicemailEvent",
+    "text_is_echo",
+]

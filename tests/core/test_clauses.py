@@ -27,10 +27,22 @@ def feed(text: str, sizes: list[int]) -> list[str]:
 
 
 def test_first_clause_released_before_the_sentence_ends() -> None:
-    s = ClauseSplitter()
-    assert s.push("Sure, I") == []  # "Sure," is one word: too short for a first clause
+    s = ClauseSplitter(first_min_words=3)
+    assert s.push("Sure, I") == []  # "Sure," is one word: too short for a 3-word first clause
     pieces = s.push(" can help with that, and then")
     assert pieces == ["Sure, I can help with that, "]
+
+
+def test_first_piece_goes_at_the_first_comma_by_default() -> None:
+    s = ClauseSplitter()
+    assert s.push("Sure, I") == ["Sure, "]
+
+
+def test_first_piece_is_cut_after_a_few_words_without_punctuation() -> None:
+    s = ClauseSplitter(first_max_words=4)
+    assert s.push("Let me look into") == []  # four words, but the fourth may still grow
+    assert s.push(" tha") == ["Let me look into "]
+    assert s.push("t for you right now. Then") == ["that for you right now. "]
 
 
 def test_numbers_and_abbreviations_are_not_cut() -> None:
@@ -41,7 +53,7 @@ def test_numbers_and_abbreviations_are_not_cut() -> None:
 
 
 def test_later_clauses_need_some_length() -> None:
-    s = ClauseSplitter(later_min_chars=40)
+    s = ClauseSplitter(later_min_chars=40, first_max_words=0)
     assert s.push("Yes. ") == ["Yes. "]
     assert s.push("a, b, ") == []
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from mediasrv.agent.config import AgentConfig, Variable, load_agent
 from mediasrv.agent.flow import (
     TRANSITIONS,
+    Action,
     CallFlow,
     CallWebhook,
     FlowEvent,
@@ -25,10 +28,9 @@ from mediasrv.agent.flow import (
     Say,
     Transfer,
     next_state,
-    render,
 )
-from mediasrv.agent.planner import TransitionCache, TurnPlanner, can_hold, is_acknowledgement
-from mediasrv.agent.prompts import ConversationMemory
+from mediasrv.agent.planner import TransitionCache, TurnPlan, TurnPlanner, can_hold, is_acknowledgement
+from mediasrv.agent.prompts import ConversationMemory, render
 from mediasrv.errors import ConfigError, FlowError
 
 AGENTS = Path(__file__).resolve().parents[2] / "agents"
@@ -41,10 +43,10 @@ def booking(**changes: object) -> AgentConfig:
     return msgspec.convert(raw, type=AgentConfig)
 
 
-def side_json(vars: dict[str, object] | None = None, next: str | None = None) -> str:
+def side_json(vars: Mapping[str, object] | None = None, next: str | None = None) -> str:
     body: dict[str, object] = {}
     if vars is not None:
-        body["vars"] = vars
+        body["vars"] = dict(vars)
     if next is not None:
         body["next"] = next
     return json.dumps(body)
@@ -59,7 +61,7 @@ class Call:
         self.memory = ConversationMemory(agent.history_turns)
         assert self.flow.start() == []
 
-    def turn(self, text: str, *, committed: bool = True):
+    def turn(self, text: str, *, committed: bool = True) -> TurnPlan:
         return self.planner.plan_turn(self.flow, text, self.memory, committed=committed)
 
     def goto_collect(self) -> None:
@@ -79,11 +81,17 @@ def test_simple_mode_extracts_in_one_side_call_and_never_transitions() -> None:
     plan = call.turn("Hi, my name is Dana Lee and my account number is AC-7731")
     assert plan.reply is not None and plan.reply.purpose == "reply"
     assert plan.side is not None and plan.side.purpose == "extraction"
-    assert plan.extract == ("caller_name", "account_number")  # callback_number: no digits-only phone here
+    assert plan.extract == (
+        "caller_name",
+        "account_number",
+        "callback_number",
+    )  # digits: a phone may be in it
+    assert call.turn("Hi, my name is Dana Lee").extract == ("caller_name", "account_number")  # no digits
     assert plan.side.response_format is not None
     assert plan.side.response_format["json_schema"]["name"] == "extraction"  # type: ignore[index]
     vars = {"caller_name": "Dana Lee", "account_number": "AC-7731"}
-    assert call.planner.finish_side(call.flow, plan, side_json(vars)) == []
+    plan = call.turn("Hi, my name is Dana Lee and my account number is AC-7731")
+    assert call.planner.finish_side(call.flow, plan, side_json({**vars, "callback_number": None})) == []
     assert call.flow.variables == vars
     assert call.planner.finish_reply(call.flow, plan, "Thanks Dana.") == []
     assert call.flow.state is FlowState.LISTENING
@@ -112,7 +120,7 @@ def test_transition_moves_to_prompt_node_without_replacing_the_reply() -> None:
     assert call.flow.node.id == "collect" and call.flow.path == ["greet", "collect"]
     assert call.flow.state is FlowState.TURN  # the reply is still streaming
     assert call.planner.finish_reply(call.flow, plan, "Sure.") == []
-    assert call.flow.state is FlowState.LISTENING
+    assert call.flow.state.name == "LISTENING"
 
 
 def test_missing_mandatory_variables_make_the_reply_a_reprompt_and_gate_the_transition() -> None:
@@ -153,18 +161,24 @@ def test_reprompt_action_after_a_webhook_lands_in_a_prompt_node_with_missing_val
         Reprompt(node_id="collect", missing=("appointment_date",))
     ]
     planner = TurnPlanner(agent)
-    request = planner.request_for(flow, Reprompt(node_id="collect", missing=("appointment_date",)), ConversationMemory())
-    assert request.purpose == "reply" and "Known details: caller_name=Bo Chen" in str(request.messages[0]["content"])
+    request = planner.request_for(
+        flow, Reprompt(node_id="collect", missing=("appointment_date",)), ConversationMemory()
+    )
+    assert request.purpose == "reply" and "Known details: caller_name=Bo Chen" in str(
+        request.messages[0]["content"]
+    )
     flow.variables["appointment_date"] = "Friday"
     flow2 = CallFlow(agent)
     flow2.start()
-    assert flow2.on_function_result({"caller_name": "Bo", "appointment_date": "Friday"}) == [Reply(node_id="collect")]
+    assert flow2.on_function_result({"caller_name": "Bo", "appointment_date": "Friday"}) == [
+        Reply(node_id="collect")
+    ]
 
 
 # --- function nodes ---------------------------------------------------------------------------------------
 
 
-def complete_collect(call: Call) -> list[object]:
+def complete_collect(call: Call) -> list[Action]:
     call.goto_collect()
     plan = call.turn("I'm Alice Smith, tomorrow at 9 works, my number is 555 010 7788")
     assert set(plan.extract) == {"caller_name", "appointment_date", "phone_number"}
@@ -183,15 +197,21 @@ def test_function_node_calls_the_webhook_while_the_reply_plays_as_filler() -> No
         payload={
             "agent": "booking_flow",
             "node": "check",
-            "variables": {"caller_name": "Alice Smith", "appointment_date": "tomorrow", "phone_number": "5550107788"},
+            "variables": {
+                "caller_name": "Alice Smith",
+                "appointment_date": "tomorrow",
+                "phone_number": "5550107788",
+            },
         },
         timeout_s=2.5,
     )
     assert call.flow.state is FlowState.WEBHOOK
     actions = call.flow.on_function_result({"slot": "10 am"})
-    assert actions == [Say(text="Great news, Alice Smith: you're booked for tomorrow at 10 am. Is there anything else?")]
+    assert actions == [
+        Say(text="Great news, Alice Smith: you're booked for tomorrow at 10 am. Is there anything else?")
+    ]
     assert call.flow.variables["slot"] == "10 am"
-    assert call.flow.node.id == "confirm" and call.flow.state is FlowState.LISTENING
+    assert call.flow.node.id == "confirm" and call.flow.state.name == "LISTENING"
     assert call.flow.on_reply_done() == []  # confirm has no 'always' edge: wait for the caller
 
 
@@ -203,7 +223,9 @@ def test_webhook_failure_takes_the_failure_path_then_the_always_edge_to_transfer
         Say(text="Sorry, I can't reach our calendar right now. Let me put you through to the front desk.")
     ]
     assert call.flow.failure == f"check: {error}"
-    assert call.flow.on_reply_done() == [Transfer(to="+15550100200", after_say="Connecting you to the front desk now.")]
+    assert call.flow.on_reply_done() == [
+        Transfer(to="+15550100200", after_say="Connecting you to the front desk now.")
+    ]
     assert call.flow.finished
     assert call.flow.path == ["greet", "collect", "check", "sorry", "human"]
 
@@ -254,7 +276,7 @@ def test_ending_after_the_reply_finished_needs_no_replacement() -> None:
     plan = call.turn("That's all, bye")
     assert call.planner.finish_reply(call.flow, plan, "Goodbye!") == []
     assert call.planner.finish_side(call.flow, plan, side_json(next="goodbye")) == [
-        HangUp(after_say="Thanks for calling Bright Smile, . Goodbye!")
+        HangUp(after_say="Thanks for calling Bright Smile. Goodbye!")
     ]
 
 
@@ -362,7 +384,9 @@ def test_a_turn_plan_never_holds_more_than_one_call_besides_the_reply() -> None:
                 break
             plan = call.turn(text)
             assert plan.extra_calls <= 1 and len(plan.calls) <= 2
-            assert [r.purpose for r in plan.calls].count("reply") + [r.purpose for r in plan.calls].count("flow") <= 1
+            assert [r.purpose for r in plan.calls].count("reply") + [r.purpose for r in plan.calls].count(
+                "flow"
+            ) <= 1
             if strategy == "merged":
                 assert plan.side is None
             if plan.side is not None:
@@ -423,7 +447,7 @@ def test_every_state_is_reachable_and_the_diagram_comes_from_the_table() -> None
         (lambda n: n[1]["variables"].append("shoe_size"), "nodes[1].variables"),
     ],
 )
-def test_flow_errors_in_the_config_name_the_field(mutate, field: str) -> None:
+def test_flow_errors_in_the_config_name_the_field(mutate: Callable[[Any], object], field: str) -> None:
     raw = copy.deepcopy(BOOKING_RAW)
     mutate(raw["nodes"])
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
@@ -459,7 +483,8 @@ def test_acknowledgement_is_short() -> None:
 
 
 def test_render_fills_known_values_only() -> None:
-    assert render("Bye {name}, see you {day}!", {"name": "Al"}) == "Bye Al, see you !"
+    assert render("Bye {name}, see you {day}!", {"name": "Al"}) == "Bye Al, see you!"
+    assert render("Thanks, {name}. Bye", {}) == "Thanks. Bye"
 
 
 def test_memory_keeps_a_window_and_summarises_older_turns() -> None:
@@ -488,3 +513,30 @@ def test_prompt_size_stays_bounded_over_a_long_call() -> None:
         sizes.append(len(json.dumps(plan.reply.messages)))  # type: ignore[union-attr]
     assert max(sizes[20:]) - min(sizes[20:]) < 40  # flat once the window is full
     assert max(sizes) < 4000
+
+
+def test_speculative_cache_hit_to_an_ending_speaks_only_at_commit() -> None:
+    agent = booking()
+    planner = TurnPlanner(agent)
+    first = Call(agent, planner)
+    plan = first.turn("that's all, goodbye")
+    planner.finish_side(first.flow, plan, side_json(next="goodbye"))
+    second = Call(agent, planner)
+    plan = second.turn("That's all. Goodbye!", committed=False)
+    assert plan.calls == [] and plan.actions == [] and not second.flow.finished
+    assert second.flow.commit_turn(plan.turn_id) == [
+        HangUp(after_say="Thanks for calling Bright Smile. Goodbye!")
+    ]
+    assert second.flow.finished
+
+
+def test_a_failed_side_call_or_unparsable_json_leaves_the_flow_where_it_was() -> None:
+    call = Call(booking(flow_strategy="merged"))
+    call.goto_collect()
+    plan = call.turn("I'm Alice Smith and Friday works")
+    assert call.planner.finish_reply(call.flow, plan, '{"say": "Thanks Alice", "vars": {"caller_na') == []
+    assert call.flow.state.name == "LISTENING" and call.flow.node.id == "collect"
+    assert call.flow.variables == {}
+    plan = call.turn("I'm Alice Smith and Friday works")
+    assert call.planner.finish_reply(call.flow, plan, None) == []
+    assert call.flow.current_turn is None
