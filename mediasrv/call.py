@@ -202,7 +202,9 @@ class MediaCall:
         for ev in self.stream.events_received():
             if isinstance(ev, tstream.MediaReceived):
                 self.stats.frames_in += 1
-                self.jitter.push(ev.seq, ev.payload, now)
+                # Order by `chunk`, the media-only counter: `sequence_number` counts every
+                # message (marks, dtmf), so it has gaps that are not lost audio.
+                self.jitter.push(ev.chunk, ev.payload, now)
                 self._drain_jitter(now)
             elif isinstance(ev, tstream.MarkEchoed):
                 self.stats.marks_echoed += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +34,8 @@ from mediasrv.providers.llm.stream import LLMClient
 from mediasrv.providers.soniox import stream as sx
 from mediasrv.providers.soniox.client import SonioxClient
 from mediasrv.providers.soniox.messages import SttConfig
+
+log = logging.getLogger("mediasrv.agent.stt")
 
 
 class SonioxSTT:
@@ -72,15 +75,28 @@ class SonioxSTT:
         """Transcript progress and endpoints, as the runner wants them."""
         if self.client is None:
             return
+        # The transcript comes from each Partial: all finals so far plus the latest non-final
+        # tail. The final text is cumulative, so the new final words are its growth; handing
+        # the detector one update per message keeps the transcript from flickering.
+        final_seen = ""
+        newest_end: int | None = None
         try:
             async for ev in self.client:
-                if isinstance(ev, sx.FinalWords):
-                    delta = "".join(" " + w.text for w in ev.words)
-                    end = max((w.end_ms for w in ev.words if w.end_ms is not None), default=None)
-                    yield SttText(delta, "", ev.at, end)
-                elif isinstance(ev, sx.Partial):
-                    end = max((w.end_ms for w in ev.words if w.end_ms is not None), default=None)
-                    yield SttText("", ev.text_nonfinal, ev.at, end)
+                if isinstance(ev, (sx.FinalWords, sx.Partial)):
+                    ends = [w.end_ms for w in ev.words if w.end_ms is not None]
+                    if ends:
+                        newest_end = max(ends) if newest_end is None else max(newest_end, *ends)
+                if isinstance(ev, sx.Partial):
+                    text = ev.text_final
+                    if text.startswith(final_seen):
+                        delta = text[len(final_seen) :]
+                    else:  # the assembler started a new utterance
+                        delta = " " + text
+                    final_seen = text
+                    if delta and not delta.startswith(" "):
+                        delta = " " + delta
+                    tail = " " + ev.text_nonfinal if ev.text_nonfinal else ""  # the assembler strips it
+                    yield SttText(delta, tail, ev.at, newest_end)
                 elif isinstance(ev, sx.Endpoint):
                     yield SttEndpoint(ev.kind, ev.at)
                 elif isinstance(ev, sx.SttError) and not ev.retryable:

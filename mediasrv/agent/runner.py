@@ -345,7 +345,10 @@ class AgentRunner:
     async def _stt_loop(self) -> None:
         async for ev in self.stt.events():
             if isinstance(ev, SttText):
+                log.debug("call %s: stt @%d ms final+=%r nonfinal=%r end=%s", self.call_id, self.audio_ms,
+                          ev.final_delta, ev.nonfinal, ev.audio_end_ms)
                 self.turns.on_tokens(ev.final_delta, ev.nonfinal, self.audio_ms, audio_end_ms=ev.audio_end_ms)
+                log.debug("call %s: turn text now %r", self.call_id, self.turns.turn_text)
                 self._refresh_speculation()
             elif isinstance(ev, SttEndpoint):
                 if self.timeline is not None:
