@@ -66,6 +66,7 @@ class CallHandle(Protocol):
     def is_speaking(self) -> bool: ...
     def hangup(self) -> None: ...
     def notify_next_frame(self, callback: Callable[[float], None]) -> None: ...
+    def add_frame_listener(self, listener: Callable[[bytes], None]) -> None: ...
 
 
 class Behaviour(Protocol):
@@ -119,6 +120,7 @@ class MediaCall:
         self._jitter_timer: asyncio.TimerHandle | None = None
         self._outbox: list[str] = []
         self._frame_callbacks: list[Callable[[float], None]] = []
+        self._frame_listeners: list[Callable[[bytes], None]] = []
         self._send_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ CallHandle
@@ -151,6 +153,10 @@ class MediaCall:
     def notify_next_frame(self, callback: Callable[[float], None]) -> None:
         """Call ``callback(loop_time)`` right after the next media frame is written to Telnyx."""
         self._frame_callbacks.append(callback)
+
+    def add_frame_listener(self, listener: Callable[[bytes], None]) -> None:
+        """Call ``listener(payload)`` for every media frame written to Telnyx (echo reference)."""
+        self._frame_listeners.append(listener)
 
     def hangup(self) -> None:
         """End the call from our side (closes the media socket)."""
@@ -271,6 +277,13 @@ class MediaCall:
                         self.first_frame_out_at = now
                     await ws.send_str(self.stream.send_media(item.payload))
                     self.stats.frames_out += 1
+                    for listener in self._frame_listeners:
+                        try:
+                            listener(item.payload)
+                        except Exception:
+                            self.stats.behaviour_errors += 1
+                            if self.stats.behaviour_errors <= 3:
+                                log.exception("call %s: frame listener failed", self.call_id)
                     if self._frame_callbacks:
                         sent_at = loop.time()
                         callbacks, self._frame_callbacks = self._frame_callbacks, []

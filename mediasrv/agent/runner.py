@@ -60,12 +60,15 @@ from mediasrv.turns import (
     UserPaused,
     UserResumed,
 )
-from mediasrv.vad import VoiceActivityDetector
+from mediasrv.turns.echo import EchoGuard, text_is_echo
+from mediasrv.vad import VadResult, VoiceActivityDetector
 
 log = logging.getLogger("mediasrv.agent")
 
 FRAME_MS = 20
 ULAW_BYTES_PER_MS = 8
+ECHO_FRAME = VadResult(prob=0.0, speech=False, active=False, energy_db=0.0, noise_db=0.0)
+"""What the turn detector sees for a frame the echo guard attributes to our own voice."""
 SPECULATE_MIN_MS = 40
 """Silence after the caller's last voice frame before a speculative reply may start."""
 RESUME_REWIND_BYTES = 1600
@@ -81,6 +84,8 @@ class CallCounters(msgspec.Struct, kw_only=True):
     speculative_cancelled: int = 0
     barge_ins: int = 0
     false_interruptions: int = 0
+    echo_frames: int = 0
+    echo_transcripts: int = 0
     stt_failures: int = 0
     llm_failures: int = 0
 
@@ -251,6 +256,8 @@ class AgentRunner:
         # while a right one hides the LLM and TTS start-up behind the end-of-turn wait.
         self.turns = TurnDetector(TurnConfig(speculate_min_ms=SPECULATE_MIN_MS))
         self.counters = CallCounters()
+        self.echo = EchoGuard()
+        self._out_ms = 0
         self.history: list[dict[str, Any]] = []
         self.audio_ms = 0
         self.turn_index = 0
@@ -267,6 +274,7 @@ class AgentRunner:
         """Open the providers; speak the greeting if the agent speaks first."""
         self.call = call
         self.call_id = started.call_control_id or call.call_id
+        call.add_frame_listener(self._on_frame_out)
         await asyncio.gather(self.stt.open(started.call_control_id or self.call_id), self.tts.open())
         self._tasks.append(asyncio.create_task(self._stt_loop(), name=f"stt-{self.call_id}"))
         self._tasks.append(asyncio.create_task(self._tts_loop(), name=f"tts-{self.call_id}"))
@@ -289,7 +297,12 @@ class AgentRunner:
         if audible is not self._audible:
             self._audible = audible
             self.turns.set_agent_speaking(audible, self.audio_ms)
-        self.turns.on_vad(self.vad.process_ulaw(ulaw), self.audio_ms)
+        vad = self.vad.process_ulaw(ulaw)
+        if audible and vad.speech and self.echo.assess_inbound(ulaw, self.audio_ms).echo_likely:
+            # Our own voice coming back (speakerphone): never let it open an overlap.
+            self.counters.echo_frames += 1
+            vad = ECHO_FRAME
+        self.turns.on_vad(vad, self.audio_ms)
         self._handle_turn_events(now)
 
     def on_mark(self, name: str, now: float) -> None:
@@ -318,6 +331,12 @@ class AgentRunner:
         paused = self.speaking is not None and self.speaking.paused
         return paused or (self.call is not None and self.call.is_speaking())
 
+    def _on_frame_out(self, payload: bytes) -> None:
+        # Place each frame at the audio time it will play: a burst sent ahead (the pacer's
+        # lead) lines up frame after frame; after a silence the timeline restarts at "now".
+        self._out_ms = max(self._out_ms + FRAME_MS, self.audio_ms)
+        self.echo.note_outbound(payload, self._out_ms)
+
     def play(self, reply: Reply, ulaw: bytes) -> None:
         """Send a committed reply's audio to the pacer."""
         if self.call is None:
@@ -344,6 +363,9 @@ class AgentRunner:
     # ----------------------------------------------------------------- STT / TTS loops
     async def _stt_loop(self) -> None:
         async for ev in self.stt.events():
+            if isinstance(ev, SttText) and self._audible and self._is_text_echo(ev):
+                self.counters.echo_transcripts += 1
+                continue
             if isinstance(ev, SttText):
                 log.debug("call %s: stt @%d ms final+=%r nonfinal=%r end=%s", self.call_id, self.audio_ms,
                           ev.final_delta, ev.nonfinal, ev.audio_end_ms)
@@ -423,6 +445,14 @@ class AgentRunner:
         reply = Reply(self, tl, prompt_text=text, speculative=True)
         reply.start_llm(self._messages(text))
         self.speculation = reply
+
+    def _is_text_echo(self, ev: SttText) -> bool:
+        """The platform's text filter: words the STT hears while we talk that are our own."""
+        heard = (ev.final_delta + ev.nonfinal).strip()
+        recent = [m["content"] for m in self.history[-4:] if m.get("role") == "assistant"]
+        if self.speaking is not None and self.speaking.text_sent:
+            recent.append(self.speaking.text_sent)
+        return bool(heard) and text_is_echo(heard, recent)
 
     def _refresh_speculation(self) -> None:
         """Words arrived during the pause: restart the speculative reply on the fresher text."""

@@ -146,10 +146,12 @@ class _Timeline:
         n = new_end - self.end
         if n <= 0:
             return
-        if n >= self.cap:
+        if n >= self.cap:  # a jump past everything held: the whole window is silence
             self.buf[: self.cap].fill(0.0)
             self.w = self.cap
-        elif self.w + n > len(self.buf):  # compact: keep the newest ``cap`` samples
+            self.end = new_end
+            return
+        if self.w + n > len(self.buf):  # compact: keep the newest ``cap`` samples
             self.buf[: self.cap] = self.buf[self.w - self.cap : self.w]
             self.w = self.cap
         self.buf[self.w : self.w + n].fill(0.0)

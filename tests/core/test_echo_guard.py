@@ -193,3 +193,16 @@ def test_text_filter_keeps_real_answers(heard: str) -> None:
 def test_text_filter_needs_agent_text() -> None:
     assert not text_is_echo("which day works best", [])
     assert not text_is_echo("which day works best", ["", "..."])
+
+
+def test_a_long_jump_in_audio_time_keeps_the_guard_working() -> None:
+    """After minutes of silence the timelines jump far ahead; frames must still be stored."""
+    from mediasrv.turns.echo import EchoGuard
+
+    guard = EchoGuard()
+    frame = bytes(range(0, 160))
+    guard.note_outbound(frame, 20)
+    guard.note_outbound(frame, 20 + 600_000)  # ten minutes later
+    guard.note_outbound(frame, 20 + 600_020)
+    verdict = guard.assess_inbound(frame, 20 + 600_040)
+    assert verdict.residual_db <= 0.0
