@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="end with one JSON summary line")
     d.add_argument("--seed", type=int, default=7)
 
+    t = sub.add_parser("turns", help="run the VAD and turn detector over a recording, offline")
+    from mediasrv.tools.turns_tool import add_arguments
+
+    add_arguments(t)
+    sub.add_parser("calls", help="list and show recorded calls (mediasrv calls --help)", add_help=False)
+    sub.add_parser("report", help="latency tables and plots from call records or logs (--help)", add_help=False)
+
     e = sub.add_parser("emulate", help="run one provider emulator alone")
     e.add_argument("name", choices=EMULATORS)
     e.add_argument("--host", default="127.0.0.1")
@@ -69,6 +76,19 @@ async def _emulate(name: str, profile: str, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mediasrv`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `calls` and `report` own their whole command line (sub-actions, --help).
+    verbs = [a for a in argv if not a.startswith("-")]
+    if verbs and verbs[0] in ("calls", "report"):
+        rest = argv[argv.index(verbs[0]) + 1 :]
+        _setup_logging(argv.count("-v"))
+        if verbs[0] == "calls":
+            from mediasrv.tools.calls_tool import main as calls_main
+
+            return calls_main(rest)
+        from mediasrv.report import main as report_main
+
+        return report_main(rest)
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     from mediasrv.server import run
@@ -79,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ServerConfig(host=args.host, port=args.port, mode=args.mode, lead_ms=args.lead_ms)
         run(serve(cfg))
         return 0
+    if args.command == "turns":
+        from mediasrv.tools.turns_tool import main as turns_main
+
+        return turns_main(args)
     if args.command == "emulate":
         try:
             run(_emulate(args.name, args.profile, args.host, args.port))
