@@ -231,7 +231,9 @@ class MediaCall:
             elif isinstance(ev, tstream.FrameRejected):
                 n = self.stream.malformed + self.stream.unknown_events
                 if n <= 5 or n % 100 == 0:  # sampled: a flood of bad frames must not flood the log
-                    log.warning("call %s: rejected frame #%d (%s): %.80s", self.call_id, n, ev.reason, ev.raw_prefix)
+                    log.warning(
+                        "call %s: rejected frame #%d (%s): %.80s", self.call_id, n, ev.reason, ev.raw_prefix
+                    )
             elif isinstance(ev, tstream.StreamErrored):
                 log.warning("call %s: Telnyx error %s %s: %s", self.call_id, ev.code, ev.title, ev.detail)
 
@@ -248,7 +250,9 @@ class MediaCall:
         self._jitter_timer = None
         self._drain_jitter(self._loop.time())  # pop_ready() runs the buffer's timer itself
 
-    def _guard(self, fn: Callable[[str, float], None] | Callable[[bytes, float], None], arg: object, now: float) -> None:
+    def _guard(
+        self, fn: Callable[[str, float], None] | Callable[[bytes, float], None], arg: object, now: float
+    ) -> None:
         try:
             fn(arg, now)  # type: ignore[arg-type]
         except Exception:

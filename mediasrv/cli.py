@@ -23,7 +23,9 @@ def _default_corpus() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
-    p = argparse.ArgumentParser(prog="mediasrv", description="Low-latency media server for AI phone calls on Telnyx")
+    p = argparse.ArgumentParser(
+        prog="mediasrv", description="Low-latency media server for AI phone calls on Telnyx"
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -38,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--calls", type=int, default=1, help="concurrent calls")
     d.add_argument("--corpus", default=None, help="a directory in the corpus format (labels.json + WAVs)")
     d.add_argument("--turns", type=int, default=5, help="caller utterances per call")
-    d.add_argument("--agent", default=None, help="agent file (.json/.toml); default: a built-in support agent")
+    d.add_argument(
+        "--agent", default=None, help="agent file (.json/.toml); default: a built-in support agent"
+    )
     d.add_argument("--json", action="store_true", help="end with one JSON summary line")
     d.add_argument("--seed", type=int, default=7)
 
@@ -47,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(t)
     sub.add_parser("calls", help="list and show recorded calls (mediasrv calls --help)", add_help=False)
-    sub.add_parser("report", help="latency tables and plots from call records or logs (--help)", add_help=False)
+    sub.add_parser(
+        "report", help="latency tables and plots from call records or logs (--help)", add_help=False
+    )
 
     e = sub.add_parser("emulate", help="run one provider emulator alone")
     e.add_argument("name", choices=EMULATORS)
@@ -59,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 async def _emulate(name: str, profile: str, host: str, port: int) -> None:
@@ -133,4 +141,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
-

@@ -43,7 +43,9 @@ log = logging.getLogger("mediasrv.demo")
 
 DEFAULT_AGENT = AgentConfig(
     name="demo",
-    system_prompt="You are a friendly support agent for a phone company. Answer in one or two short sentences.",
+    system_prompt=(
+        "You are a friendly support agent for a phone company. Answer in one or two short sentences."
+    ),
     greeting="Hi, thanks for calling. How can I help?",
 )
 STAGES = ("eot", "llm_ttft", "tts_ttfb", "e2e")
@@ -110,9 +112,9 @@ class Demo:
 
     def __init__(self, opts: DemoOptions, *, behaviour_factory: Any = None) -> None:
         """Args:
-            opts: the demo options.
-            behaviour_factory: ``f(demo) -> (() -> Behaviour)``, to run another call behaviour
-                than the agent runner against the same emulators (the latency lab's legacy path).
+        opts: the demo options.
+        behaviour_factory: ``f(demo) -> (() -> Behaviour)``, to run another call behaviour
+            than the agent runner against the same emulators (the latency lab's legacy path).
         """
         self.opts = opts
         self.behaviour_factory = behaviour_factory
@@ -131,25 +133,36 @@ class Demo:
         """Start the emulators and the daemon, and wire them together."""
         rng = random.Random(self.opts.seed)
         self.soniox = SonioxEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
-        self.eleven = ElevenLabsEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
+        self.eleven = ElevenLabsEmulator(
+            profile=self.profile, api_key="demo", rng=random.Random(rng.random())
+        )
         self.llm = LLMEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
         urls = await asyncio.gather(self.soniox.start(), self.eleven.start(), self.llm.start())
         self._closers += [self.soniox.close, self.eleven.close, self.llm.close]
         endpoints = Endpoints(
-            soniox_url=urls[0], soniox_key="demo", elevenlabs_url=urls[1], elevenlabs_key="demo",
-            llm_base_url=urls[2], llm_key="demo", llm_tag_purpose=True,
+            soniox_url=urls[0],
+            soniox_key="demo",
+            elevenlabs_url=urls[1],
+            elevenlabs_key="demo",
+            llm_base_url=urls[2],
+            llm_key="demo",
+            llm_tag_purpose=True,
         )
         self.service = AgentService(self.agent, endpoints, on_turn=self._on_turn)
         self._closers.append(self.service.aclose)
         factory = self.behaviour_factory(self) if self.behaviour_factory else self.service.new_runner
-        self.daemon, runner, port = await start_daemon(ServerConfig(host="127.0.0.1", port=0, mode="agent"), factory)
+        self.daemon, runner, port = await start_daemon(
+            ServerConfig(host="127.0.0.1", port=0, mode="agent"), factory
+        )
         self._closers.insert(0, runner.cleanup)
         self.daemon.webhook_handler = self.service.handle_webhook
         self.service.metrics = self.daemon.metrics
         self.service.profile_name = self.profile.name
         self.service.endpoints.media_url = f"ws://127.0.0.1:{port}{MEDIA_PATH}"
         self.telnyx = TelnyxEmulator(
-            profile=self.profile, api_key="demo", webhook_url=f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
+            profile=self.profile,
+            api_key="demo",
+            webhook_url=f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
             rng=random.Random(rng.random()),
         )
         await self.telnyx.start()
@@ -227,7 +240,9 @@ class Demo:
         state.script.add(ScriptUtterance.from_label(self.label_dicts[utt.file], audio_offset_ms=offset_ms))
         return caller.say(self.audio[utt.file])
 
-    async def _one_turn(self, state: _CallState, caller: SimulatedCaller, turn: int, utt: Utterance) -> TurnResult:
+    async def _one_turn(
+        self, state: _CallState, caller: SimulatedCaller, turn: int, utt: Utterance
+    ) -> TurnResult:
         sent = await self._say(state, caller, utt)
         assert sent.started_at is not None
         speech_end = sent.started_at + utt.speech_end_ms / 1000.0
@@ -236,12 +251,23 @@ class Demo:
         if tl is not None:
             tl.stamp("speech_end", speech_end, overwrite=True)
             s = tl.summary()
-            log.debug("turn %d stamps (ms after speech end): %s", turn,
-                      {k: round((v - speech_end) * 1000) for k, v in sorted(tl.stamps.items(), key=lambda kv: kv[1])})
+            log.debug(
+                "turn %d stamps (ms after speech end): %s",
+                turn,
+                {
+                    k: round((v - speech_end) * 1000)
+                    for k, v in sorted(tl.stamps.items(), key=lambda kv: kv[1])
+                },
+            )
             result.reply = tl.reply or s.reply
             result.speculative = tl.speculative
             result.e2e_ms = _ms(speech_end, tl.get("first_frame"))
-            result.stages = {"eot": s.eot_ms, "llm_ttft": s.llm_ttft_ms, "tts_ttfb": s.tts_ttfb_ms, "e2e": result.e2e_ms}
+            result.stages = {
+                "eot": s.eot_ms,
+                "llm_ttft": s.llm_ttft_ms,
+                "tts_ttfb": s.tts_ttfb_ms,
+                "e2e": result.e2e_ms,
+            }
         self.results.append(result)
         if not self.opts.json:
             _print_row(result)
@@ -260,11 +286,7 @@ class Demo:
         await caller.silence(0.6)
         cut_in = self.utterances[min(turn, len(self.utterances) - 1)]
         clears_before = len(caller.clears_received)
-        task = asyncio.create_task(self._say(state, caller, cut_in))
-        sent = None
-        while not task.done():
-            await asyncio.sleep(0.01)
-        sent = task.result()
+        sent = await self._say(state, caller, cut_in)
         onset = (sent.started_at or 0.0) + cut_in.speech_start_ms / 1000.0
         clears = caller.clears_received[clears_before:]
         # Drain this interruption's turn and the prompt's turn from the queue.

@@ -31,7 +31,9 @@ class EchoBehaviour:
         max_utterance_ms: an utterance longer than this is played back as it stands.
     """
 
-    def __init__(self, *, hangover_ms: int = 400, pre_roll_ms: int = 200, max_utterance_ms: int = 15000) -> None:
+    def __init__(
+        self, *, hangover_ms: int = 400, pre_roll_ms: int = 200, max_utterance_ms: int = 15000
+    ) -> None:
         self._hangover_frames = hangover_ms // FRAME_MS
         self._pre_roll_frames = pre_roll_ms // FRAME_MS
         self._max_frames = max_utterance_ms // FRAME_MS

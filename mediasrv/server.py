@@ -127,7 +127,7 @@ class Daemon:
         """Stop taking calls, wait for active ones up to the drain timeout, close the rest."""
         self.draining = True
         deadline = asyncio.get_running_loop().time() + self.config.drain_timeout_s
-        while self.calls and asyncio.get_running_loop().time() < deadline:
+        while self.calls and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - polls a dict
             await asyncio.sleep(0.05)
         for call in list(self.calls.values()):
             call.hangup()
@@ -144,10 +144,14 @@ def default_behaviour_factory(mode: str) -> BehaviourFactory:
         from mediasrv.echo import EchoBehaviour
 
         return EchoBehaviour
-    raise ConfigError(f"mode: {mode!r} needs a behaviour factory (agent mode is built by mediasrv.agent.service)")
+    raise ConfigError(
+        f"mode: {mode!r} needs a behaviour factory (agent mode is built by mediasrv.agent.service)"
+    )
 
 
-async def start_daemon(config: ServerConfig, factory: BehaviourFactory | None = None) -> tuple[Daemon, web.AppRunner, int]:
+async def start_daemon(
+    config: ServerConfig, factory: BehaviourFactory | None = None
+) -> tuple[Daemon, web.AppRunner, int]:
     """Start the daemon on ``config.host:config.port`` (port 0: any free port).
 
     Returns:
@@ -174,8 +178,11 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"mediasrv listening on http://{config.host}:{port} "
-          f"(webhook {WEBHOOK_PATH}, media ws://{config.host}:{port}{MEDIA_PATH})", flush=True)
+    print(
+        f"mediasrv listening on http://{config.host}:{port} "
+        f"(webhook {WEBHOOK_PATH}, media ws://{config.host}:{port}{MEDIA_PATH})",
+        flush=True,
+    )
     await stop.wait()
     log.info("signal received: draining %d call(s)", len(daemon.calls))
     await daemon.drain()

@@ -22,7 +22,9 @@ from typing import Final
 
 SENTENCE_END: Final = frozenset(".?!")
 CLAUSE_END: Final = frozenset(",;:\u2014")
-ABBREVIATIONS: Final = frozenset({"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "no", "approx"})
+ABBREVIATIONS: Final = frozenset(
+    {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "jr", "sr", "no", "approx"}
+)
 _WORD = re.compile(r"\S+")
 
 
@@ -37,7 +39,9 @@ class ClauseSplitter:
         later_min_chars: characters a later clause needs before a comma cut.
     """
 
-    def __init__(self, *, first_min_words: int = 1, first_max_words: int = 5, later_min_chars: int = 40) -> None:
+    def __init__(
+        self, *, first_min_words: int = 1, first_max_words: int = 5, later_min_chars: int = 40
+    ) -> None:
         self._buf = ""
         self._first = True
         self._first_min_words = first_min_words

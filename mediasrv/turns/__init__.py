@@ -5,13 +5,13 @@ from __future__ import annotations
 from mediasrv.turns.completeness import Assessment, Completeness, assess_completeness, words_of
 from mediasrv.turns.detector import TRANSITIONS, Trigger, TurnConfig, TurnDetector, TurnState, VoiceFrame
 from mediasrv.turns.events import (
-    OverlapDiscarded,
-    OverlapStarted,
     AnyTurnEvent,
     Backchannel,
     BargeIn,
     EndOfTurn,
     FalseStart,
+    OverlapDiscarded,
+    OverlapStarted,
     TurnEvent,
     UserPaused,
     UserResumed,

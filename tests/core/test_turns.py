@@ -9,8 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mediasrv.turns import (
-    OverlapDiscarded,
-    OverlapStarted,
     TRANSITIONS,
     AnyTurnEvent,
     Backchannel,
@@ -18,6 +16,8 @@ from mediasrv.turns import (
     Completeness,
     EndOfTurn,
     FalseStart,
+    OverlapDiscarded,
+    OverlapStarted,
     Trigger,
     TurnConfig,
     TurnDetector,
