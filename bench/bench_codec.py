@@ -30,6 +30,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 import mediasrv
 from mediasrv.codec import Resampler, UlawEncoder, ulaw_decode, ulaw_encode
+from mediasrv.corpus import dev_corpus
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -42,7 +43,7 @@ except ImportError:  # pragma: no cover - optional bench dependency
 
 CORPUS_WAVS = (
     Path(mediasrv.__file__).parent / "data" / "demo" / "dev002.wav",
-    Path("/work/shared/corpus/dev/dev002.wav"),
+    (dev_corpus() / "dev002.wav"),
 )
 FRAME_MS = 20
 LINE_RATE_HZ = 8000

@@ -13,15 +13,15 @@ from __future__ import annotations
 import itertools
 import json
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mediasrv.codec import array_to_ulaw
+from mediasrv.corpus import dev_corpus
 from mediasrv.turns import EchoGuard, EchoVerdict
 
-CORPUS = Path("/work/shared/corpus/dev")
+CORPUS = dev_corpus()
 REALTIME_BUDGET_S = 0.02 * 20e-3
 TARGET_S = 30e-6 + 10e-6  # assess target (30 us) plus note_outbound
 

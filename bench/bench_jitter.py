@@ -12,18 +12,18 @@ from __future__ import annotations
 import random
 import warnings
 import wave
-from pathlib import Path
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from mediasrv.corpus import dev_corpus
 from mediasrv.jitter import Frame, InboundBuffer, InFrame, OutboundPacer
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
-CORPUS_DIR = Path("/work/shared/corpus/dev")
+CORPUS_DIR = dev_corpus()
 FRAME_BYTES = 160
 FRAME_S = 0.020
 REALTIME_BUDGET_S = 0.02 * FRAME_S  # 2 % of a frame: 400 us

@@ -17,12 +17,12 @@ import json
 import warnings
 import wave
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from mediasrv.codec import ulaw_decode, ulaw_encode
+from mediasrv.corpus import dev_corpus
 from mediasrv.providers.telnyx import MediaReceived, TelnyxStream
 from mediasrv.providers.telnyx import messages as m
 
@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
-CORPUS_WAV = Path("/work/shared/corpus/dev/dev002.wav")
+CORPUS_WAV = (dev_corpus() / "dev002.wav")
 FRAME_BYTES = 160
 FRAME_S = 0.020
 REALTIME_BUDGET_S = 0.02 * FRAME_S  # 2 % of a frame: 400 us

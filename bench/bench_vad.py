@@ -12,16 +12,16 @@ from __future__ import annotations
 import itertools
 import json
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mediasrv.codec import array_to_ulaw
+from mediasrv.corpus import dev_corpus
 from mediasrv.turns import EndOfTurn, TurnDetector
 from mediasrv.vad import VadResult, VoiceActivityDetector
 
-CORPUS = Path("/work/shared/corpus/dev")
+CORPUS = dev_corpus()
 REALTIME_BUDGET_S = 0.02 * 20e-3
 VAD_TARGET_S = 20e-6
 TURNS_TARGET_S = 10e-6

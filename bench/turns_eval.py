@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 
 from mediasrv.codec import array_to_ulaw
+from mediasrv.corpus import dev_corpus
 from mediasrv.profiles import PROFILES, Profile
 from mediasrv.turns import EndOfTurn, TurnConfig, TurnDetector, UserPaused, UserResumed
 from mediasrv.vad import VadConfig, VoiceActivityDetector
 
-DEFAULT_CORPUS = Path("/work/shared/corpus/dev")
+DEFAULT_CORPUS = dev_corpus()
 FRAME_MS = 20
 FRAME_BYTES = 160
 PEER_ROWS: tuple[tuple[str, str, str, str], ...] = (

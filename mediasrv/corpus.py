@@ -22,6 +22,23 @@ from mediasrv.errors import ConfigError
 DEMO_CORPUS = Path(__file__).parent / "data" / "demo"
 
 
+def dev_corpus() -> Path:
+    """The project's development corpus (``shared/corpus/dev``), wherever this checkout is.
+
+    Looked up in ``$MEDIASRV_CORPUS``, then ``../shared/corpus/dev`` beside the checkout;
+    the embedded demo subset stands in when neither exists.
+    """
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (
+        os.environ.get("MEDIASRV_CORPUS", ""),
+        str(here.parent / "shared" / "corpus" / "dev"),
+        "/work/shared/corpus/dev",
+    ):
+        if candidate and (Path(candidate) / "labels.json").is_file():
+            return Path(candidate)
+    return DEMO_CORPUS
+
+
 class Segment(msgspec.Struct, frozen=True):
     """A piece of continuous speech inside an utterance."""
 

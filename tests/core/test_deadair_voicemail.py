@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mediasrv.codec import array_to_ulaw
+from mediasrv.corpus import dev_corpus
 from mediasrv.errors import CodecError
 from mediasrv.turns import (
     Beep,
@@ -23,7 +23,7 @@ from mediasrv.turns import (
 )
 from mediasrv.vad import VoiceActivityDetector
 
-CORPUS = Path("/work/shared/corpus/dev")
+CORPUS = dev_corpus()
 needs_corpus = pytest.mark.skipif(not (CORPUS / "labels.json").exists(), reason="dev corpus not available")
 
 # ------------------------------------------------------------------------------ dead air

@@ -14,16 +14,16 @@ from __future__ import annotations
 import json
 import wave
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mediasrv.codec import array_to_ulaw, design_lowpass, ulaw_to_array
+from mediasrv.corpus import dev_corpus
 from mediasrv.errors import CodecError
 from mediasrv.turns import EchoGuard, EchoVerdict, text_is_echo
 
-CORPUS = Path("/work/shared/corpus/dev")
+CORPUS = dev_corpus()
 FRAME = 160
 CALLER_AT = 3 * 8000  # caller starts talking 3 s into the agent's reply
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mediasrv.corpus import dev_corpus
 from mediasrv.tools import main, run_turns_tool
 
-CORPUS = Path("/work/shared/corpus/dev")
+CORPUS = dev_corpus()
 LABELS = CORPUS / "labels.json"
 EVENTS = {"user_started", "user_paused", "user_resumed", "end_of_turn"}
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from mediasrv.codec import array_to_ulaw, ulaw_to_array
+from mediasrv.corpus import dev_corpus
 from mediasrv.errors import CodecError
 from mediasrv.vad import VadConfig, VadResult, VoiceActivityDetector
 
 RATE = 8000
 FRAME = 160
-CORPUS = Path("/work/shared/corpus/dev")
+CORPUS = dev_corpus()
 
 
 def bandlimit(x: NDArray[np.float64], lo_hz: float = 300.0, hi_hz: float = 3400.0) -> NDArray[np.float64]:

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from mediasrv.codec import ulaw_encode
+from mediasrv.corpus import dev_corpus
 from mediasrv.emulators.caller import FRAME_BYTES, SILENCE_BYTE, SimulatedCaller, load_wav_ulaw
 from mediasrv.providers.telnyx import (
     MarkEchoed,
@@ -31,7 +32,7 @@ from mediasrv.providers.telnyx import (
 )
 from mediasrv.providers.telnyx import messages as m
 
-CORPUS_WAV = Path("/work/shared/corpus/dev/dev002.wav")
+CORPUS_WAV = (dev_corpus() / "dev002.wav")
 
 
 def tone_ulaw(seconds: float, freq_hz: float = 440.0, amplitude: int = 8000) -> bytes:

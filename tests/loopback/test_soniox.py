@@ -11,11 +11,10 @@ import json
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from mediasrv.corpus import read_wav_ulaw
+from mediasrv.corpus import dev_corpus, read_wav_ulaw
 from mediasrv.emulators.soniox import SonioxEmulator
 from mediasrv.emulators.soniox_script import ScriptUtterance
 from mediasrv.errors import ProviderRejected
@@ -24,7 +23,7 @@ from mediasrv.providers.soniox.client import SonioxClient, Timeouts
 from mediasrv.providers.soniox.messages import SttConfig
 from mediasrv.providers.soniox.stream import Endpoint, FinalWords, Partial, Reconnected, SttError, SttEvent
 
-CORPUS = Path("/work/shared/corpus/dev")
+CORPUS = dev_corpus()
 KEY = "test-key"
 FRAME = 160  # 20 ms of 8 kHz mu-law
 SPEED = 4.0  # faster than real time: the emulator times words on audio, not on the wall clock
