@@ -171,15 +171,21 @@ class StreamingLLM:
         *,
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
         purpose: str = "reply",
     ) -> AsyncIterator[LlmEvent]:
-        """Stream the model's events; closing this generator closes the HTTP stream at once."""
+        """Stream the model's events; closing this generator closes the HTTP stream at once.
+
+        ``tools``, ``response_format``, ``max_tokens`` and ``temperature`` go to the client as given;
+        ``max_tokens``/``temperature`` fall back to the agent's values when None.
+        """
         stream = self.client.stream(
             messages,
             tools=tools,
             response_format=response_format,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
+            max_tokens=self.max_tokens if max_tokens is None else max_tokens,
+            temperature=self.temperature if temperature is None else temperature,
             purpose=purpose,
         )
         loop = asyncio.get_running_loop()

@@ -107,5 +107,14 @@ class LLMPort(Protocol):
         *,
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
         purpose: str = "reply",
     ) -> AsyncIterator[LlmEvent]: ...
+
+
+class CallControlPort(Protocol):
+    """Call-level commands outside the media stream (Telnyx Call Control)."""
+
+    async def hangup(self, call_control_id: str) -> None: ...
+    async def transfer(self, call_control_id: str, to: str) -> bool: ...

@@ -1,0 +1,574 @@
+"""Barge-in and echo evaluation over the live loopback (issue 4, acceptance on barge-in and echo).
+
+Everything runs on 127.0.0.1 in one event loop: the Soniox, ElevenLabs, LLM and Telnyx emulators
+and the daemon in agent mode, started exactly as ``mediasrv demo`` starts them
+(:class:`~mediasrv.demo.Demo`), with a :class:`~mediasrv.emulators.caller.SimulatedCaller` on each
+call that may feed the agent's own audio back into its line (``echo_gain_db``/``echo_delay_ms``:
+every frame the server plays is mixed back in, attenuated and late, as a speakerphone does).
+
+Three kinds of trial:
+
+* **barge-in**: while the agent talks (the greeting, then each long reply), the caller starts a
+  demo-corpus utterance. Speech onset is the first frame of the utterance plus its labelled
+  ``speech_start_ms`` (so the VAD's own onset delay counts against us); the figure is onset ->
+  the first ``clear`` the caller receives after the utterance began, on the caller's clock.
+* **echo only**: the caller stays silent while the agent speaks a long greeting (and, if asked,
+  one long reply), with its own audio echoed back. Pass: no ``clear`` received, the runner's
+  ``barge_ins`` and ``false_interruptions`` stay 0, and the caller heard the whole of the audio
+  the TTS produced.
+* **echo + speech**: the same echo, and the caller talks over the agent: a ``clear`` must still
+  arrive and ``barge_ins`` must reach 1.
+
+The agent is the demo agent with a long greeting, and the LLM emulator is scripted to answer every
+request with a long reply, so there is always something to talk over.
+
+The event loop's own lateness is sampled during every run (a 5 ms ticker): on a loaded machine a
+late loop delays the ``clear`` as much as a slow pipeline would, so the table shows both.
+
+Usage::
+
+    .venv/bin/python bench/bargein_eval.py [--trials N] [--profile fast] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mediasrv.agent.config import AgentConfig  # noqa: E402
+from mediasrv.agent.runner import AgentRunner, CallCounters  # noqa: E402
+from mediasrv.corpus import DEMO_CORPUS, Utterance  # noqa: E402
+from mediasrv.demo import Demo, DemoOptions  # noqa: E402
+from mediasrv.emulators.caller import SimulatedCaller  # noqa: E402
+from mediasrv.emulators.caller import Utterance as SpokenUtterance  # noqa: E402
+from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript  # noqa: E402
+from mediasrv.timing import percentile  # noqa: E402
+
+__all__ = [
+    "BARGE_IN_P95_MS",
+    "ECHO_CASES",
+    "BargeInHarness",
+    "BargeInTrial",
+    "CallLine",
+    "EchoTrial",
+    "LoopLateness",
+    "main",
+    "run_eval",
+]
+
+BARGE_IN_P95_MS = 120.0
+"""Acceptance: caller speech onset -> ``clear`` received, 95th percentile."""
+ECHO_CASES: tuple[tuple[float, float], ...] = tuple((g, d) for g in (-6.0, -12.0) for d in (40.0, 120.0, 200.0))
+"""(gain dB, delay ms) of the echo path: the acceptance's range, both ends and the middle."""
+
+LONG_GREETING = (
+    "Hi, thanks for calling the phone company support line. My name is Ava, and I can help you "
+    "with your bill, your plan, your account details, or a transfer to a specialist. "
+    "Before we start, please have your account number ready. How can I help you today?"
+)
+"""About 13 s of synthetic speech: long enough to talk over, or to listen to with echo."""
+LONG_REPLY = (
+    "Sure, I can help with that. Let me explain how it works: your plan renews on the first of "
+    "every month, the price includes unlimited calls and texts, and any extra data is billed at "
+    "the end of the cycle. If anything looks wrong, I can open a review for you right now."
+)
+"""The LLM emulator's answer to every request: about 13 s of speech as well."""
+
+FIRST_AUDIO_TIMEOUT_S = 10.0
+HEARD_TOLERANCE_MS = 60.0
+"""Echo-only pass: heard audio may fall short of the TTS audio by at most this much."""
+
+
+# ------------------------------------------------------------------------------------ records
+
+
+@dataclass(slots=True)
+class BargeInTrial:
+    """One caller cut-in over the agent.
+
+    Attributes:
+        call: call index within the run.
+        file: corpus file spoken.
+        echo: ``(gain_db, delay_ms)`` of the caller's echo path, or None.
+        onset_to_clear_ms: labelled speech onset -> first ``clear`` after the utterance began
+            (None: no clear arrived). Negative means the clear came before the labelled onset
+            (the line noise ahead of the speech opened the overlap).
+        barge_ins: the runner's ``barge_ins`` counter gained during the trial.
+        false_interruptions: likewise ``false_interruptions``.
+    """
+
+    call: int
+    file: str
+    echo: tuple[float, float] | None
+    onset_to_clear_ms: float | None
+    barge_ins: int = 0
+    false_interruptions: int = 0
+
+
+@dataclass(slots=True)
+class EchoTrial:
+    """One echo-only listen: the caller silent while the agent speaks, its echo on the line.
+
+    Attributes:
+        gain_db: echo gain.
+        delay_ms: echo delay.
+        clears: ``clear`` messages the caller received.
+        counters: the runner's counters at the end.
+        tts_ms: audio the TTS produced for the listened utterances.
+        heard_ms: audio the caller heard (not cleared), silence padding included.
+        speech_frames_gated: ``echo_frames`` of the runner: VAD voice the guard called echo.
+    """
+
+    gain_db: float
+    delay_ms: float
+    clears: int
+    counters: CallCounters
+    tts_ms: float
+    heard_ms: float
+
+    @property
+    def speech_frames_gated(self) -> int:
+        """VAD voice frames the guard attributed to the agent's own echo."""
+        return self.counters.echo_frames
+
+    @property
+    def passed(self) -> bool:
+        """No barge-in, no pause, no clear, and the whole reply was heard."""
+        c = self.counters
+        return (
+            self.clears == 0
+            and c.barge_ins == 0
+            and c.false_interruptions == 0
+            and self.heard_ms >= self.tts_ms - HEARD_TOLERANCE_MS
+        )
+
+
+@dataclass(slots=True)
+class CallLine:
+    """One call in progress: the caller, the daemon's runner for it, the STT script."""
+
+    index: int
+    cci: str
+    caller: SimulatedCaller
+    runner: AgentRunner
+    script: SttScript
+    echo: tuple[float, float] | None
+
+
+class LoopLateness:
+    """Samples how late the event loop wakes up (a 5 ms ticker), to tell load from slowness."""
+
+    PERIOD_S = 0.005
+
+    def __init__(self) -> None:
+        """Not running until :meth:`start`."""
+        self.samples_ms: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start sampling in a background task."""
+        self._task = asyncio.create_task(self._tick(), name="loop-lateness")
+
+    async def stop(self) -> None:
+        """Stop sampling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.PERIOD_S
+            await asyncio.sleep(self.PERIOD_S)
+            self.samples_ms.append(max(0.0, (loop.time() - due) * 1000.0))
+
+    def p(self, q: float) -> float:
+        """The ``q``-th percentile of lateness in ms (0 if nothing sampled)."""
+        return percentile(self.samples_ms, q) or 0.0
+
+
+# ------------------------------------------------------------------------------------ harness
+
+
+class BargeInHarness:
+    """Emulators + daemon (as ``Demo.start`` wires them) and helpers to drive calls by hand."""
+
+    def __init__(self, *, profile: str = "fast", seed: int = 7) -> None:
+        """Configure; nothing starts before :meth:`start` (or ``async with``)."""
+        opts = DemoOptions(profile=profile, corpus=str(DEMO_CORPUS), turns=100, seed=seed, barge_in_turn=None, quiet=True)
+        self.demo = Demo(opts)
+        self.demo.agent = AgentConfig(
+            name="bargein-eval",
+            system_prompt="You are a support agent for a phone company.",
+            greeting=LONG_GREETING,
+        )
+        self.utterances: list[Utterance] = list(self.demo.utterances)
+        self.lateness = LoopLateness()
+        self.lines: list[CallLine] = []
+        self._started = False
+
+    async def __aenter__(self) -> BargeInHarness:
+        """:meth:`start`."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """:meth:`close`."""
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the emulators and the daemon; script the LLM to always answer at length."""
+        await self.demo.start()
+        self._started = True
+        self.demo.llm.script = [LONG_REPLY] * 10_000
+        self.lateness.start()
+
+    async def close(self) -> None:
+        """Hang up every call, then stop the daemon and the emulators."""
+        for line in self.lines:
+            await self.hangup(line)
+        await self.lateness.stop()
+        if self._started:
+            await self.demo.close()
+            self._started = False
+
+    # -------------------------------------------------------------------- calls
+    async def place_call(self, *, echo: tuple[float, float] | None = None) -> CallLine:
+        """Ring the daemon; return once the media stream is up and the runner is known.
+
+        Args:
+            echo: ``(gain_db, delay_ms)``: the caller mixes every frame it plays back into its
+                line at that gain and delay; None for a clean line.
+        """
+        demo = self.demo
+        script = SttScript()
+        got: asyncio.Future[SimulatedCaller] = asyncio.get_running_loop().create_future()
+
+        async def factory(url: str, headers: dict[str, str], cci: str) -> SimulatedCaller:
+            demo.soniox.scripts[cci] = script
+            caller = SimulatedCaller(
+                url,
+                headers=headers,
+                call_control_id=cci,
+                echo_gain_db=None if echo is None else echo[0],
+                echo_delay_ms=0.0 if echo is None else echo[1],
+            )
+            got.set_result(caller)
+            return caller
+
+        cci = await demo.telnyx.place_inbound_call(caller=factory)
+        caller = await asyncio.wait_for(got, 10.0)
+        runner = await self._runner_for(cci)
+        line = CallLine(len(self.lines) + 1, cci, caller, runner, script, echo)
+        self.lines.append(line)
+        return line
+
+    async def _runner_for(self, cci: str, timeout_s: float = 10.0) -> AgentRunner:
+        """The daemon's runner for call ``cci`` (the runner learns its id from ``start``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            for runner in reversed(self.demo.service.runners):
+                if runner.call_id == cci:
+                    return runner
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"no runner started for call {cci}")
+
+    async def hangup(self, line: CallLine) -> None:
+        """End the call from the caller's side (idempotent)."""
+        with contextlib.suppress(Exception):
+            await self.demo.telnyx.hangup_from_caller(line.cci)
+        with contextlib.suppress(Exception):
+            await line.caller.hangup()
+
+    # -------------------------------------------------------------------- speaking
+    def say(self, line: CallLine, utt: Utterance) -> asyncio.Task[SpokenUtterance]:
+        """Start speaking ``utt`` now; the STT emulator learns where in the stream it begins."""
+        offset_ms = len(line.caller.sent) * 20
+        line.script.add(ScriptUtterance.from_label(self.demo.label_dicts[utt.file], audio_offset_ms=offset_ms))
+        return asyncio.create_task(line.caller.say(self.demo.audio[utt.file]))
+
+    async def wait_agent_audio(self, line: CallLine, after: float, timeout_s: float = FIRST_AUDIO_TIMEOUT_S) -> float:
+        """Wait for agent audio received after ``after`` to start playing; return its play time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            t = line.caller.first_playback_after(after, skip_silence=True)
+            if t is not None and loop.time() >= t:
+                return t
+            await asyncio.sleep(0.01)
+        raise TimeoutError("the agent did not speak")
+
+    async def wait_quiet(self, line: CallLine, quiet_s: float = 0.4, limit_s: float = 40.0) -> None:
+        """Wait until the agent is done: nothing queued, no audio for ``quiet_s``, no reply paused.
+
+        A paused reply (an overlap still being judged) may resume up to ``no_text_wait_ms``
+        later, so it does not count as done.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            last = max((f.received_at for f in line.caller.heard), default=0.0)
+            speaking = line.runner.speaking
+            paused = speaking is not None and speaking.paused
+            if line.caller.queued_s() <= 0.0 and loop.time() - last > quiet_s and not paused:
+                return
+        raise TimeoutError("the agent did not go quiet")
+
+    # -------------------------------------------------------------------- trials
+    async def barge_in(self, line: CallLine, utt: Utterance, *, after_s: float) -> BargeInTrial:
+        """Cut in ``after_s`` into the agent audio that is playing now (or starts next).
+
+        Returns once the utterance has been spoken; the agent then answers it (a long reply),
+        which the next trial can talk over.
+        """
+        loop = asyncio.get_running_loop()
+        caller, runner = line.caller, line.runner
+        started = await self.wait_agent_audio(line, after=loop.time() - 1.0)
+        await asyncio.sleep(max(0.0, started + after_s - loop.time()))
+        before = snapshot(runner.counters)
+        n_clears = len(caller.clears_received)
+        spoken = await self.say(line, utt)
+        assert spoken.started_at is not None
+        onset = spoken.started_at + utt.speech_start_ms / 1000.0
+        clears = [t for t in caller.clears_received[n_clears:] if t >= spoken.started_at]
+        latency = None if not clears else round((clears[0] - onset) * 1000.0, 1)
+        await asyncio.sleep(0.3)  # let the turn detector settle the overlap
+        after = runner.counters
+        return BargeInTrial(
+            call=line.index,
+            file=utt.file,
+            echo=line.echo,
+            onset_to_clear_ms=latency,
+            barge_ins=after.barge_ins - before.barge_ins,
+            false_interruptions=after.false_interruptions - before.false_interruptions,
+        )
+
+    async def echo_only(self, line: CallLine, *, with_reply: bool) -> EchoTrial:
+        """Stay silent through the greeting (and one reply if asked) with the echo on the line."""
+        assert line.echo is not None
+        caller, runner = line.caller, line.runner
+        loop = asyncio.get_running_loop()
+        await self.wait_agent_audio(line, after=0.0)
+        greeting = runner.speaking
+        await self.wait_quiet(line)
+        listened = [greeting] if greeting is not None else []
+        if with_reply:
+            # Ask a question while the agent is silent, then listen to the long answer.
+            await self.say(line, self.utterances[2])
+            t_asked = loop.time()
+            await self.wait_agent_audio(line, after=t_asked)
+            listened.append(runner.speaking)
+            await self.wait_quiet(line)
+        tts_ms = sum(r.audio_ms for r in listened if r is not None)
+        heard_ms = sum(f.duration_s for f in caller.heard if not f.cleared) * 1000.0
+        return EchoTrial(
+            gain_db=line.echo[0],
+            delay_ms=line.echo[1],
+            clears=len(caller.clears_received),
+            counters=snapshot(runner.counters),
+            tts_ms=tts_ms,
+            heard_ms=heard_ms,
+        )
+
+
+def snapshot(counters: CallCounters) -> CallCounters:
+    """A copy of a runner's counters as they are now."""
+    return msgspec.structs.replace(counters)
+
+
+# ------------------------------------------------------------------------------------ runs
+
+
+@dataclass(slots=True)
+class EvalResult:
+    """Everything one evaluation run measured."""
+
+    barge_ins: list[BargeInTrial] = field(default_factory=list)
+    echo: list[EchoTrial] = field(default_factory=list)
+    echo_speech: list[BargeInTrial] = field(default_factory=list)
+    lateness_p50_ms: float = 0.0
+    lateness_p95_ms: float = 0.0
+    lateness_max_ms: float = 0.0
+
+    def latencies(self) -> list[float]:
+        """Onset -> clear of every clean barge-in trial that got a clear."""
+        return [t.onset_to_clear_ms for t in self.barge_ins if t.onset_to_clear_ms is not None]
+
+
+async def barge_in_call(h: BargeInHarness, trials: int, *, first_file: int = 0) -> list[BargeInTrial]:
+    """One clean call: cut into the greeting, then into each long reply, ``trials`` times."""
+    line = await h.place_call()
+    out: list[BargeInTrial] = []
+    try:
+        for k in range(trials):
+            utt = h.utterances[(first_file + k) % len(h.utterances)]
+            out.append(await h.barge_in(line, utt, after_s=0.4 + 0.15 * (k % 4)))
+    finally:
+        await h.hangup(line)
+    return out
+
+
+async def echo_call(h: BargeInHarness, gain_db: float, delay_ms: float, *, with_reply: bool) -> EchoTrial:
+    """One echo-only call."""
+    line = await h.place_call(echo=(gain_db, delay_ms))
+    try:
+        return await h.echo_only(line, with_reply=with_reply)
+    finally:
+        await h.hangup(line)
+
+
+async def echo_speech_call(h: BargeInHarness, gain_db: float, delay_ms: float, file: int = 2) -> BargeInTrial:
+    """One call with echo on the line, the caller talking over the greeting 1.5 s in."""
+    line = await h.place_call(echo=(gain_db, delay_ms))
+    try:
+        return await h.barge_in(line, h.utterances[file % len(h.utterances)], after_s=1.5)
+    finally:
+        await h.hangup(line)
+
+
+async def run_eval(
+    *,
+    trials: int = 10,
+    calls: int = 2,
+    echo_cases: Sequence[tuple[float, float]] = ECHO_CASES,
+    speech_cases: Sequence[tuple[float, float]] = ((-6.0, 40.0), (-12.0, 200.0)),
+    with_reply: bool = True,
+    profile: str = "fast",
+    seed: int = 7,
+    parallel: int = 2,
+) -> EvalResult:
+    """Run the barge-in, echo-only and echo+speech trials; at most ``parallel`` calls at once.
+
+    Args:
+        trials: barge-in trials on a clean line, spread over ``calls`` calls.
+        calls: calls for the barge-in trials.
+        echo_cases: (gain, delay) of each echo-only call.
+        speech_cases: (gain, delay) of each echo + speech call.
+        with_reply: echo-only calls also listen to one long reply after the greeting.
+        profile: emulator latency profile.
+        seed: emulator randomness.
+        parallel: concurrent calls (each call is real time; 2 keeps a 2-core box honest).
+    """
+    result = EvalResult()
+    gate = asyncio.Semaphore(parallel)
+
+    async def gated(coro: object) -> object:
+        async with gate:
+            return await coro  # type: ignore[misc]
+
+    async with BargeInHarness(profile=profile, seed=seed) as h:
+        per_call = [trials // calls + (1 if i < trials % calls else 0) for i in range(calls)]
+        jobs: list[object] = [barge_in_call(h, n, first_file=2 * i) for i, n in enumerate(per_call) if n]
+        jobs += [echo_call(h, g, d, with_reply=with_reply) for g, d in echo_cases]
+        jobs += [echo_speech_call(h, g, d, file=i) for i, (g, d) in enumerate(speech_cases)]
+        done = await asyncio.gather(*(gated(j) for j in jobs))
+        for item in done:
+            if isinstance(item, list):
+                result.barge_ins += item
+            elif isinstance(item, EchoTrial):
+                result.echo.append(item)
+            elif isinstance(item, BargeInTrial):
+                result.echo_speech.append(item)
+        lat = h.lateness
+        result.lateness_p50_ms, result.lateness_p95_ms = lat.p(50), lat.p(95)
+        result.lateness_max_ms = max(lat.samples_ms, default=0.0)
+    return result
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def format_report(r: EvalResult, profile: str) -> str:
+    """The table printed by ``main``."""
+    lines: list[str] = []
+    lat = r.latencies()
+    missing = sum(1 for t in r.barge_ins if t.onset_to_clear_ms is None)
+    p50, p95 = percentile(lat, 50), percentile(lat, 95)
+    ok = p95 is not None and p95 <= BARGE_IN_P95_MS and not missing
+    lines.append(f"barge-in / echo evaluation, profile {profile}")
+    lines.append(
+        f"event loop lateness (5 ms ticker): p50 {r.lateness_p50_ms:.1f} ms, p95 {r.lateness_p95_ms:.1f} ms, "
+        f"max {r.lateness_max_ms:.1f} ms"
+    )
+    lines.append("")
+    lines.append(f"{'barge-in (clean line)':<28} {'n':>3} {'p50':>6} {'p95':>6} {'max':>6} {'no clear':>9}  verdict")
+    lines.append(
+        f"{'onset -> clear (ms)':<28} {len(r.barge_ins):>3} {_f(p50):>6} {_f(p95):>6} {_f(max(lat, default=None)):>6} "
+        f"{missing:>9}  {'PASS' if ok else 'FAIL'} (p95 <= {BARGE_IN_P95_MS:.0f})"
+    )
+    lines.append("  trials: " + ", ".join(f"{t.file}:{_f(t.onset_to_clear_ms)}" for t in r.barge_ins))
+    lines.append("")
+    lines.append(
+        f"{'echo only':<12} {'gain':>5} {'delay':>5} {'clears':>6} {'barge':>5} {'false':>5} "
+        f"{'gated':>5} {'txt':>4} {'tts ms':>7} {'heard ms':>8}  verdict"
+    )
+    for e in r.echo:
+        c = e.counters
+        lines.append(
+            f"{'':<12} {e.gain_db:>5.0f} {e.delay_ms:>5.0f} {e.clears:>6} {c.barge_ins:>5} {c.false_interruptions:>5} "
+            f"{c.echo_frames:>5} {c.echo_transcripts:>4} {e.tts_ms:>7.0f} {e.heard_ms:>8.0f}  "
+            f"{'PASS' if e.passed else 'FAIL'}"
+        )
+    lines.append("")
+    lines.append(f"{'echo + speech':<12} {'gain':>5} {'delay':>5} {'clear ms':>8} {'barge':>5}  verdict")
+    for t in r.echo_speech:
+        assert t.echo is not None
+        good = t.onset_to_clear_ms is not None and t.barge_ins >= 1
+        lines.append(
+            f"{'':<12} {t.echo[0]:>5.0f} {t.echo[1]:>5.0f} {_f(t.onset_to_clear_ms):>8} {t.barge_ins:>5}  "
+            f"{'PASS' if good else 'FAIL'}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns 1 if any acceptance check failed."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--trials", type=int, default=10, help="barge-in trials on a clean line")
+    ap.add_argument("--calls", type=int, default=3, help="calls the barge-in trials are spread over")
+    ap.add_argument("--profile", default="fast")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--parallel", type=int, default=2, help="calls at once")
+    ap.add_argument("--no-reply", action="store_true", help="echo-only calls listen to the greeting only")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    result = asyncio.run(
+        run_eval(
+            trials=args.trials, calls=args.calls, with_reply=not args.no_reply, profile=args.profile,
+            seed=args.seed, parallel=args.parallel,
+        )
+    )
+    print(format_report(result, args.profile))
+    lat = result.latencies()
+    p95 = percentile(lat, 95)
+    ok = (
+        p95 is not None
+        and p95 <= BARGE_IN_P95_MS
+        and len(lat) == len(result.barge_ins)
+        and all(e.passed for e in result.echo)
+        and all(t.onset_to_clear_ms is not None and t.barge_ins >= 1 for t in result.echo_speech)
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
