@@ -76,7 +76,8 @@ async def test_soniox_emulator_takes_a_session_config() -> None:
 
 async def test_elevenlabs_emulator_speaks_a_context() -> None:
     with emulator("elevenlabs") as url:
-        ws_url = f"{url}/v1/text-to-speech/voice1/multi-stream-input?model_id=eleven_flash_v2_5&output_format=ulaw_8000"
+        query = "model_id=eleven_flash_v2_5&output_format=ulaw_8000"
+        ws_url = f"{url}/v1/text-to-speech/voice1/multi-stream-input?{query}"
         async with websockets.connect(ws_url, additional_headers={"xi-api-key": "test"}) as ws:
             await ws.send(json.dumps({"text": " ", "context_id": "c1"}))
             await ws.send(json.dumps({"text": "Hello there. ", "context_id": "c1", "flush": True}))
