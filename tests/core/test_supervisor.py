@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -30,12 +31,17 @@ MESSAGE = "Hi Dana, this is Acme calling about your order. Please call us back. 
 
 
 def _agent(
-    action: str = "hangup", message: str = MESSAGE, detect: bool = True, after_s: float = 10.0
+    action: Literal["hangup", "leave_message"] = "hangup",
+    message: str = MESSAGE,
+    detect: bool = True,
+    after_s: float = 10.0,
 ) -> AgentConfig:
     return AgentConfig(
         name="t",
-        dead_air=DeadAirConfig(after_s=after_s, check_in="Are you still there?", max_check_ins=2, goodbye="Bye!"),
-        voicemail=VoicemailConfig(detect=detect, window_s=30.0, action=action, message=message),  # type: ignore[arg-type]
+        dead_air=DeadAirConfig(
+            after_s=after_s, check_in="Are you still there?", max_check_ins=2, goodbye="Bye!"
+        ),
+        voicemail=VoicemailConfig(detect=detect, window_s=30.0, action=action, message=message),
     )
 
 
