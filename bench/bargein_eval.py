@@ -37,9 +37,10 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -47,13 +48,16 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mediasrv.agent.config import AgentConfig  # noqa: E402
-from mediasrv.agent.runner import AgentRunner, CallCounters  # noqa: E402
+from mediasrv.agent.runner import AgentRunner, CallCounters, Reply  # noqa: E402
 from mediasrv.corpus import DEMO_CORPUS, Utterance  # noqa: E402
 from mediasrv.demo import Demo, DemoOptions  # noqa: E402
 from mediasrv.emulators.caller import SimulatedCaller  # noqa: E402
 from mediasrv.emulators.caller import Utterance as SpokenUtterance  # noqa: E402
 from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript  # noqa: E402
+from mediasrv.emulators.voice import render_text_ms  # noqa: E402
 from mediasrv.timing import percentile  # noqa: E402
+from mediasrv.turns.echo import EchoGuard  # noqa: E402
+from mediasrv.vad import VoiceActivityDetector  # noqa: E402
 
 __all__ = [
     "BARGE_IN_P95_MS",
@@ -69,23 +73,29 @@ __all__ = [
 
 BARGE_IN_P95_MS = 120.0
 """Acceptance: caller speech onset -> ``clear`` received, 95th percentile."""
-ECHO_CASES: tuple[tuple[float, float], ...] = tuple((g, d) for g in (-6.0, -12.0) for d in (40.0, 120.0, 200.0))
+ECHO_CASES: tuple[tuple[float, float], ...] = tuple(
+    (g, d) for g in (-6.0, -12.0) for d in (40.0, 120.0, 200.0)
+)
 """(gain dB, delay ms) of the echo path: the acceptance's range, both ends and the middle."""
 
 LONG_GREETING = (
-    "Hi, thanks for calling the phone company support line. My name is Ava, and I can help you "
-    "with your bill, your plan, your account details, or a transfer to a specialist. "
-    "Before we start, please have your account number ready. How can I help you today?"
+    "Hi, thanks for calling the phone company. I can help with your bill, your plan or your "
+    "account. How can I help you today?"
 )
-"""About 13 s of synthetic speech: long enough to talk over, or to listen to with echo."""
+"""About 8 s of synthetic speech: long enough to talk over, or to listen to with echo."""
 LONG_REPLY = (
-    "Sure, I can help with that. Let me explain how it works: your plan renews on the first of "
-    "every month, the price includes unlimited calls and texts, and any extra data is billed at "
-    "the end of the cycle. If anything looks wrong, I can open a review for you right now."
+    "Sure. Your plan renews on the first of every month, and the price includes unlimited "
+    "calls and texts. Is there anything else?"
 )
-"""The LLM emulator's answer to every request: about 13 s of speech as well."""
+"""The LLM emulator's answer to every request: about 8 s of speech as well."""
 
+T = TypeVar("T")
+FRAME_S = 0.02
 FIRST_AUDIO_TIMEOUT_S = 10.0
+CLEAN_CUT_INS = ("dev007.wav", "dev044.wav")
+"""Demo-corpus files without added line noise (``labels.json``: ``noise.type == "none"``)."""
+LISTEN_SLACK_S = 6.0
+"""An echo-only listen may take this much longer than the audio itself."""
 HEARD_TOLERANCE_MS = 60.0
 """Echo-only pass: heard audio may fall short of the TTS audio by at most this much."""
 
@@ -127,6 +137,9 @@ class EchoTrial:
         counters: the runner's counters at the end.
         tts_ms: audio the TTS produced for the listened utterances.
         heard_ms: audio the caller heard (not cleared), silence padding included.
+        finished: every listened reply played to its end within its time box.
+        first_clear_ms: first ``clear`` after the first agent audio began playing (None: none).
+        replay: the guard replayed offline, fed as the runner feeds it and fed every frame.
         speech_frames_gated: ``echo_frames`` of the runner: VAD voice the guard called echo.
     """
 
@@ -136,6 +149,9 @@ class EchoTrial:
     counters: CallCounters
     tts_ms: float
     heard_ms: float
+    finished: bool = True
+    first_clear_ms: float | None = None
+    replay: tuple[GuardReplay, GuardReplay] | None = None
 
     @property
     def speech_frames_gated(self) -> int:
@@ -147,7 +163,8 @@ class EchoTrial:
         """No barge-in, no pause, no clear, and the whole reply was heard."""
         c = self.counters
         return (
-            self.clears == 0
+            self.finished
+            and self.clears == 0
             and c.barge_ins == 0
             and c.false_interruptions == 0
             and self.heard_ms >= self.tts_ms - HEARD_TOLERANCE_MS
@@ -208,7 +225,9 @@ class BargeInHarness:
 
     def __init__(self, *, profile: str = "fast", seed: int = 7) -> None:
         """Configure; nothing starts before :meth:`start` (or ``async with``)."""
-        opts = DemoOptions(profile=profile, corpus=str(DEMO_CORPUS), turns=100, seed=seed, barge_in_turn=None, quiet=True)
+        opts = DemoOptions(
+            profile=profile, corpus=str(DEMO_CORPUS), turns=100, seed=seed, barge_in_turn=None, quiet=True
+        )
         self.demo = Demo(opts)
         self.demo.agent = AgentConfig(
             name="bargein-eval",
@@ -295,13 +314,21 @@ class BargeInHarness:
             await line.caller.hangup()
 
     # -------------------------------------------------------------------- speaking
+    def utterance(self, file: str) -> Utterance:
+        """The demo-corpus utterance recorded in ``file``."""
+        return next(u for u in self.utterances if u.file == file)
+
     def say(self, line: CallLine, utt: Utterance) -> asyncio.Task[SpokenUtterance]:
         """Start speaking ``utt`` now; the STT emulator learns where in the stream it begins."""
         offset_ms = len(line.caller.sent) * 20
-        line.script.add(ScriptUtterance.from_label(self.demo.label_dicts[utt.file], audio_offset_ms=offset_ms))
+        line.script.add(
+            ScriptUtterance.from_label(self.demo.label_dicts[utt.file], audio_offset_ms=offset_ms)
+        )
         return asyncio.create_task(line.caller.say(self.demo.audio[utt.file]))
 
-    async def wait_agent_audio(self, line: CallLine, after: float, timeout_s: float = FIRST_AUDIO_TIMEOUT_S) -> float:
+    async def wait_agent_audio(
+        self, line: CallLine, after: float, timeout_s: float = FIRST_AUDIO_TIMEOUT_S
+    ) -> float:
         """Wait for agent audio received after ``after`` to start playing; return its play time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -309,6 +336,23 @@ class BargeInHarness:
             t = line.caller.first_playback_after(after, skip_silence=True)
             if t is not None and loop.time() >= t:
                 return t
+            await asyncio.sleep(0.01)
+        raise TimeoutError("the agent did not speak")
+
+    async def wait_playing(self, line: CallLine, timeout_s: float = FIRST_AUDIO_TIMEOUT_S) -> float:
+        """Wait until agent audio is playing; return when the current stretch of it began."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        caller = line.caller
+        while loop.time() < deadline:
+            if caller.queued_s() > 0.0:
+                frames = [f for f in caller.heard if not f.cleared]
+                start = frames[-1].play_at
+                for prev in reversed(frames[:-1]):
+                    if prev.play_at + prev.duration_s < start - 0.03:
+                        break
+                    start = prev.play_at
+                return start
             await asyncio.sleep(0.01)
         raise TimeoutError("the agent did not speak")
 
@@ -338,7 +382,7 @@ class BargeInHarness:
         """
         loop = asyncio.get_running_loop()
         caller, runner = line.caller, line.runner
-        started = await self.wait_agent_audio(line, after=loop.time() - 1.0)
+        started = await self.wait_playing(line)
         await asyncio.sleep(max(0.0, started + after_s - loop.time()))
         before = snapshot(runner.counters)
         n_clears = len(caller.clears_received)
@@ -358,37 +402,149 @@ class BargeInHarness:
             false_interruptions=after.false_interruptions - before.false_interruptions,
         )
 
+    async def listen_out(self, line: CallLine, reply: Reply | None, limit_s: float) -> bool:
+        """Stay silent until ``reply`` has played to its end; False if ``limit_s`` ran out first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            last = max((f.received_at for f in line.caller.heard), default=0.0)
+            if (
+                reply is not None
+                and reply.done
+                and not reply.paused
+                and line.caller.queued_s() <= 0.0
+                and loop.time() - last > 0.3
+            ):
+                return True
+        return False
+
     async def echo_only(self, line: CallLine, *, with_reply: bool) -> EchoTrial:
-        """Stay silent through the greeting (and one reply if asked) with the echo on the line."""
+        """Stay silent through the greeting (and one reply if asked) with the echo on the line.
+
+        Each listen is time-boxed (the audio's length plus a few seconds): an agent that keeps
+        pausing on its own echo never finishes, and the trial records that instead of hanging.
+        """
         assert line.echo is not None
         caller, runner = line.caller, line.runner
         loop = asyncio.get_running_loop()
         await self.wait_agent_audio(line, after=0.0)
-        greeting = runner.speaking
-        await self.wait_quiet(line)
-        listened = [greeting] if greeting is not None else []
-        if with_reply:
+        listened = [runner.speaking]
+        finished = await self.listen_out(
+            line, runner.speaking, render_text_ms(LONG_GREETING) / 1000 + LISTEN_SLACK_S
+        )
+        if with_reply and finished:
             # Ask a question while the agent is silent, then listen to the long answer.
+            asked = loop.time()
             await self.say(line, self.utterances[2])
-            t_asked = loop.time()
-            await self.wait_agent_audio(line, after=t_asked)
+            await self.wait_agent_audio(line, after=asked)
             listened.append(runner.speaking)
-            await self.wait_quiet(line)
-        tts_ms = sum(r.audio_ms for r in listened if r is not None)
-        heard_ms = sum(f.duration_s for f in caller.heard if not f.cleared) * 1000.0
+            finished = await self.listen_out(
+                line, runner.speaking, render_text_ms(LONG_REPLY) / 1000 + LISTEN_SLACK_S
+            )
+        first_audio = min((f.play_at for f in caller.heard), default=0.0)
+        clears = caller.clears_received
         return EchoTrial(
             gain_db=line.echo[0],
             delay_ms=line.echo[1],
-            clears=len(caller.clears_received),
+            clears=len(clears),
             counters=snapshot(runner.counters),
-            tts_ms=tts_ms,
-            heard_ms=heard_ms,
+            tts_ms=sum(r.audio_ms for r in listened if r is not None),
+            heard_ms=sum(f.duration_s for f in caller.heard if not f.cleared) * 1000.0,
+            finished=finished,
+            first_clear_ms=round((clears[0] - first_audio) * 1000.0) if clears else None,
+            replay=(replay_guard(line, every_frame=False), replay_guard(line, every_frame=True)),
         )
 
 
 def snapshot(counters: CallCounters) -> CallCounters:
     """A copy of a runner's counters as they are now."""
     return msgspec.structs.replace(counters)
+
+
+@dataclass(slots=True)
+class GuardReplay:
+    """What a fresh VAD + :class:`EchoGuard` make of a call's recorded line, offline.
+
+    Attributes:
+        every_frame: the guard was shown every inbound frame (as its docs ask), not only the
+            frames the VAD called speech while the agent was audible (what the runner does).
+        voice_frames: inbound frames the VAD called speech while agent audio was on the line.
+        gated: of those, frames the guard called echo.
+        runs: lengths (frames) of the runs of ungated voice frames; each opens an overlap
+            (pause + ``clear``) in the runner, which acts on the first voice frame.
+        first_voice_ms: audio time of the first such voice frame.
+        path_found_ms: audio time the guard first reported an echo path (None: never).
+    """
+
+    every_frame: bool
+    voice_frames: int
+    gated: int
+    runs: list[int]
+    first_voice_ms: int | None
+    path_found_ms: int | None
+
+    def __str__(self) -> str:
+        mode = "every frame" if self.every_frame else "VAD-speech frames only"
+        return (
+            f"guard fed {mode}: {self.voice_frames} VAD voice frames under agent audio, {self.gated} gated, "
+            f"{len(self.runs)} overlap onsets ({sum(r >= 2 for r in self.runs)} of >= 2 frames, "
+            f"{sum(r >= 3 for r in self.runs)} of >= 3); first voice at {_f(self.first_voice_ms)} ms, "
+            f"echo path found at {_f(self.path_found_ms)} ms"
+        )
+
+
+def replay_guard(line: CallLine, *, every_frame: bool) -> GuardReplay:
+    """Re-run the runner's echo gate offline on what this call's line carried.
+
+    Inbound frame ``k`` ends at audio time ``20 k`` ms (the runner's ``audio_ms``); each agent
+    frame the caller heard is placed, as the runner places it, at the audio time it was sent
+    (one frame after the last, or "now" after a gap). The caller's echo was mixed on its own
+    clock, so the replay sees the same echo path the daemon saw, give or take a frame.
+    """
+    caller = line.caller
+    if not caller.sent:
+        return GuardReplay(every_frame, 0, 0, [], None, None)
+    t0 = caller.sent[0].sent_at - FRAME_S
+    out_ms = 0
+    outbound: list[tuple[int, bytes]] = []
+    for frame in caller.heard:
+        now_ms = int((frame.received_at - t0) / FRAME_S) * 20
+        for i in range(0, len(frame.payload) - 159, 160):
+            out_ms = max(out_ms + 20, now_ms)
+            outbound.append((out_ms, frame.payload[i : i + 160]))
+    out_times = {t for t, _ in outbound}
+    vad, guard = VoiceActivityDetector(), EchoGuard()
+    voice = gated = 0
+    runs: list[int] = []
+    first_voice: int | None = None
+    path_at: int | None = None
+    open_voice = False
+    j = 0
+    for k, sent in enumerate(sorted(caller.sent, key=lambda f: f.chunk), start=1):
+        t_ms = 20 * k
+        while j < len(outbound) and outbound[j][0] <= t_ms:
+            guard.note_outbound(outbound[j][1], outbound[j][0])
+            j += 1
+        audible = bool(out_times & {t_ms - 20, t_ms, t_ms + 20})
+        speech = vad.process_ulaw(sent.payload).speech
+        echo = False
+        if every_frame or (audible and speech):
+            echo = guard.assess_inbound(sent.payload, t_ms).echo_likely
+            if path_at is None and guard.echo_lag_ms is not None:
+                path_at = t_ms
+        ungated = audible and speech and not echo
+        if audible and speech:
+            voice += 1
+            gated += echo
+            first_voice = t_ms if first_voice is None else first_voice
+        if ungated:
+            if open_voice:
+                runs[-1] += 1
+            else:
+                runs.append(1)
+        open_voice = ungated
+    return GuardReplay(every_frame, voice, gated, runs, first_voice, path_at)
 
 
 # ------------------------------------------------------------------------------------ runs
@@ -432,19 +588,49 @@ async def echo_call(h: BargeInHarness, gain_db: float, delay_ms: float, *, with_
         await h.hangup(line)
 
 
-async def echo_speech_call(h: BargeInHarness, gain_db: float, delay_ms: float, file: int = 2) -> BargeInTrial:
-    """One call with echo on the line, the caller talking over the greeting 1.5 s in."""
+async def echo_speech_call(
+    h: BargeInHarness, gain_db: float, delay_ms: float, index: int = 0
+) -> BargeInTrial:
+    """One call with echo on the line, the caller talking over the greeting 1.5 s in.
+
+    The cut-in is a noise-free recording, so the clear can only answer the speech itself (the
+    leading line noise of the other files is caller sound too, and would open the overlap early).
+    """
     line = await h.place_call(echo=(gain_db, delay_ms))
+    utt = h.utterance(CLEAN_CUT_INS[index % len(CLEAN_CUT_INS)])
     try:
-        return await h.barge_in(line, h.utterances[file % len(h.utterances)], after_s=1.5)
+        return await h.barge_in(line, utt, after_s=1.5)
     finally:
         await h.hangup(line)
+
+
+async def _bounded(jobs: Sequence[Coroutine[object, object, T]], parallel: int) -> list[T]:
+    """Run ``jobs`` with at most ``parallel`` of them at once; results in order."""
+    gate = asyncio.Semaphore(max(1, parallel))
+
+    async def gated(job: Coroutine[object, object, T]) -> T:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(gated(j) for j in jobs)))
+
+
+async def measure_barge_ins(
+    h: BargeInHarness, *, trials: int, calls: int, parallel: int
+) -> list[BargeInTrial]:
+    """Clean-line barge-in trials spread over ``calls`` calls; loop lateness sampled meanwhile."""
+    per_call = [trials // calls + (1 if i < trials % calls else 0) for i in range(calls)]
+    h.lateness.samples_ms.clear()
+    runs = await _bounded(
+        [barge_in_call(h, n, first_file=2 * i) for i, n in enumerate(per_call) if n], parallel
+    )
+    return [t for run in runs for t in run]
 
 
 async def run_eval(
     *,
     trials: int = 10,
-    calls: int = 2,
+    calls: int = 3,
     echo_cases: Sequence[tuple[float, float]] = ECHO_CASES,
     speech_cases: Sequence[tuple[float, float]] = ((-6.0, 40.0), (-12.0, 200.0)),
     with_reply: bool = True,
@@ -452,7 +638,10 @@ async def run_eval(
     seed: int = 7,
     parallel: int = 2,
 ) -> EvalResult:
-    """Run the barge-in, echo-only and echo+speech trials; at most ``parallel`` calls at once.
+    """Run the barge-in trials, then the echo-only and echo + speech calls.
+
+    The phases do not overlap, so the timing phase only shares the loop with itself; the loop
+    lateness reported is the timing phase's.
 
     Args:
         trials: barge-in trials on a clean line, spread over ``calls`` calls.
@@ -462,31 +651,21 @@ async def run_eval(
         with_reply: echo-only calls also listen to one long reply after the greeting.
         profile: emulator latency profile.
         seed: emulator randomness.
-        parallel: concurrent calls (each call is real time; 2 keeps a 2-core box honest).
+        parallel: calls at once (each call is real time; 2 keeps a 2-core box honest).
     """
     result = EvalResult()
-    gate = asyncio.Semaphore(parallel)
-
-    async def gated(coro: object) -> object:
-        async with gate:
-            return await coro  # type: ignore[misc]
-
     async with BargeInHarness(profile=profile, seed=seed) as h:
-        per_call = [trials // calls + (1 if i < trials % calls else 0) for i in range(calls)]
-        jobs: list[object] = [barge_in_call(h, n, first_file=2 * i) for i, n in enumerate(per_call) if n]
-        jobs += [echo_call(h, g, d, with_reply=with_reply) for g, d in echo_cases]
-        jobs += [echo_speech_call(h, g, d, file=i) for i, (g, d) in enumerate(speech_cases)]
-        done = await asyncio.gather(*(gated(j) for j in jobs))
-        for item in done:
-            if isinstance(item, list):
-                result.barge_ins += item
-            elif isinstance(item, EchoTrial):
-                result.echo.append(item)
-            elif isinstance(item, BargeInTrial):
-                result.echo_speech.append(item)
+        if trials > 0:
+            result.barge_ins = await measure_barge_ins(h, trials=trials, calls=calls, parallel=parallel)
         lat = h.lateness
         result.lateness_p50_ms, result.lateness_p95_ms = lat.p(50), lat.p(95)
         result.lateness_max_ms = max(lat.samples_ms, default=0.0)
+        result.echo = await _bounded(
+            [echo_call(h, g, d, with_reply=with_reply) for g, d in echo_cases], parallel
+        )
+        result.echo_speech = await _bounded(
+            [echo_speech_call(h, g, d, index=i) for i, (g, d) in enumerate(speech_cases)], parallel
+        )
     return result
 
 
@@ -499,45 +678,48 @@ def _f(v: float | None) -> str:
 
 def format_report(r: EvalResult, profile: str) -> str:
     """The table printed by ``main``."""
-    lines: list[str] = []
     lat = r.latencies()
     missing = sum(1 for t in r.barge_ins if t.onset_to_clear_ms is None)
+    early = sum(1 for v in lat if v < 0)
     p50, p95 = percentile(lat, 50), percentile(lat, 95)
     ok = p95 is not None and p95 <= BARGE_IN_P95_MS and not missing
-    lines.append(f"barge-in / echo evaluation, profile {profile}")
-    lines.append(
-        f"event loop lateness (5 ms ticker): p50 {r.lateness_p50_ms:.1f} ms, p95 {r.lateness_p95_ms:.1f} ms, "
-        f"max {r.lateness_max_ms:.1f} ms"
-    )
-    lines.append("")
-    lines.append(f"{'barge-in (clean line)':<28} {'n':>3} {'p50':>6} {'p95':>6} {'max':>6} {'no clear':>9}  verdict")
-    lines.append(
-        f"{'onset -> clear (ms)':<28} {len(r.barge_ins):>3} {_f(p50):>6} {_f(p95):>6} {_f(max(lat, default=None)):>6} "
-        f"{missing:>9}  {'PASS' if ok else 'FAIL'} (p95 <= {BARGE_IN_P95_MS:.0f})"
-    )
-    lines.append("  trials: " + ", ".join(f"{t.file}:{_f(t.onset_to_clear_ms)}" for t in r.barge_ins))
-    lines.append("")
-    lines.append(
-        f"{'echo only':<12} {'gain':>5} {'delay':>5} {'clears':>6} {'barge':>5} {'false':>5} "
-        f"{'gated':>5} {'txt':>4} {'tts ms':>7} {'heard ms':>8}  verdict"
-    )
+    out = [
+        f"barge-in / echo evaluation, profile {profile}",
+        f"event loop lateness (5 ms ticker): p50 {r.lateness_p50_ms:.1f} ms, "
+        f"p95 {r.lateness_p95_ms:.1f} ms, max {r.lateness_max_ms:.1f} ms",
+        "",
+        f"{'barge-in, clean line':<22} {'n':>3} {'p50':>5} {'p95':>5} {'max':>5} "
+        f"{'none':>5} {'early':>5}  verdict",
+        f"{'onset -> clear (ms)':<22} {len(r.barge_ins):>3} {_f(p50):>5} {_f(p95):>5} "
+        f"{_f(max(lat, default=None)):>5} {missing:>5} {early:>5}  "
+        f"{'PASS' if ok else 'FAIL'} (p95 <= {BARGE_IN_P95_MS:.0f})",
+        "  trials (file:ms): " + ", ".join(f"{t.file[:-4]}:{_f(t.onset_to_clear_ms)}" for t in r.barge_ins),
+        "",
+        f"{'echo only':<10} {'gain':>5} {'delay':>5} {'clears':>6} {'1st@ms':>6} {'barge':>5} {'false':>5} "
+        f"{'gated':>5} {'txt':>4} {'tts ms':>7} {'heard':>6} {'done':>5}  verdict",
+    ]
     for e in r.echo:
         c = e.counters
-        lines.append(
-            f"{'':<12} {e.gain_db:>5.0f} {e.delay_ms:>5.0f} {e.clears:>6} {c.barge_ins:>5} {c.false_interruptions:>5} "
-            f"{c.echo_frames:>5} {c.echo_transcripts:>4} {e.tts_ms:>7.0f} {e.heard_ms:>8.0f}  "
+        out.append(
+            f"{'':<10} {e.gain_db:>5.0f} {e.delay_ms:>5.0f} {e.clears:>6} {_f(e.first_clear_ms):>6} "
+            f"{c.barge_ins:>5} {c.false_interruptions:>5} {c.echo_frames:>5} {c.echo_transcripts:>4} "
+            f"{e.tts_ms:>7.0f} {e.heard_ms:>6.0f} {'yes' if e.finished else 'no':>5}  "
             f"{'PASS' if e.passed else 'FAIL'}"
         )
-    lines.append("")
-    lines.append(f"{'echo + speech':<12} {'gain':>5} {'delay':>5} {'clear ms':>8} {'barge':>5}  verdict")
+    if any(not e.passed for e in r.echo):
+        out.append("  offline replay of the failing lines (fresh VAD + EchoGuard on the recorded audio):")
+        for e in r.echo:
+            if not e.passed and e.replay is not None:
+                out += [f"  {e.gain_db:.0f} dB/{e.delay_ms:.0f} ms: {rep}" for rep in e.replay]
+    out += ["", f"{'echo + speech':<13} {'gain':>5} {'delay':>5} {'clear ms':>8} {'barge':>5}  verdict"]
     for t in r.echo_speech:
         assert t.echo is not None
         good = t.onset_to_clear_ms is not None and t.barge_ins >= 1
-        lines.append(
-            f"{'':<12} {t.echo[0]:>5.0f} {t.echo[1]:>5.0f} {_f(t.onset_to_clear_ms):>8} {t.barge_ins:>5}  "
+        out.append(
+            f"{'':<13} {t.echo[0]:>5.0f} {t.echo[1]:>5.0f} {_f(t.onset_to_clear_ms):>8} {t.barge_ins:>5}  "
             f"{'PASS' if good else 'FAIL'}"
         )
-    return "\n".join(lines)
+    return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -553,8 +735,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     result = asyncio.run(
         run_eval(
-            trials=args.trials, calls=args.calls, with_reply=not args.no_reply, profile=args.profile,
-            seed=args.seed, parallel=args.parallel,
+            trials=args.trials,
+            calls=args.calls,
+            with_reply=not args.no_reply,
+            profile=args.profile,
+            seed=args.seed,
+            parallel=args.parallel,
         )
     )
     print(format_report(result, args.profile))

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import random
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ class DemoOptions:
     agent: str | None = None
     barge_in_turn: int | None = 3
     quiet: bool = False
+    records: str | None = None
+    """The call-records database (None: a fresh file in a temporary directory)."""
 
 
 @dataclass
@@ -148,8 +151,13 @@ class Demo:
             llm_key="demo",
             llm_tag_purpose=True,
         )
-        self.service = AgentService(self.agent, endpoints, on_turn=self._on_turn)
+        records = self.opts.records or str(Path(tempfile.mkdtemp(prefix="mediasrv-demo-")) / "mediasrv.db")
+        self.records_path = records
+        base_dir = Path(self.opts.agent).parent if self.opts.agent else None
+        self.service = AgentService(self.agent, endpoints, on_turn=self._on_turn, base_dir=base_dir,
+                                    records_path=records)
         self._closers.append(self.service.aclose)
+        await self.service.start()
         factory = self.behaviour_factory(self) if self.behaviour_factory else self.service.new_runner
         self.daemon, runner, port = await start_daemon(
             ServerConfig(host="127.0.0.1", port=0, mode="agent"), factory

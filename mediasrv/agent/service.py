@@ -1,6 +1,12 @@
 """The agent side of the daemon: provider endpoints, shared clients, one runner per call,
 and the Telnyx webhook flow (verify -> answer with our media stream URL).
 
+What is built once per service (never at call start): the LLM client, the agent's
+:class:`~mediasrv.agent.planner.TurnPlanner` (its transition cache is shared by the calls),
+the knowledge base (chunked and indexed here), the greeting audio cache (synthesised by
+:meth:`AgentService.start` through one TTS connection, or by the first call) and the call
+record writer (a background thread; calls only ``submit``).
+
 Endpoints come from the environment (real services) or from local emulators (the demo and
 tests). Clients that pool connections (the LLM's HTTP client, Call Control) are shared by
 every call of the daemon; per-call sockets (Soniox, ElevenLabs) are opened by each call while
@@ -14,13 +20,17 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 from aiohttp import web
 
 from mediasrv.agent.adapters import ElevenLabsTTS, SonioxSTT, StreamingLLM
 from mediasrv.agent.config import AgentConfig
-from mediasrv.agent.runner import AgentRunner
+from mediasrv.agent.kb import KnowledgeBase
+from mediasrv.agent.planner import TurnPlanner
+from mediasrv.agent.ports import TtsAudio, TtsDone
+from mediasrv.agent.runner import AgentRunner, GreetingCache
 from mediasrv.errors import ConfigError, ProviderError, RemoteProtocolError
 from mediasrv.metrics import Metrics, turn_log_line
 from mediasrv.providers.llm.anthropic_client import AnthropicChat
@@ -28,9 +38,11 @@ from mediasrv.providers.llm.openai_client import OpenAIChat
 from mediasrv.providers.llm.stream import LLMClient
 from mediasrv.providers.telnyx.callcontrol import CallControlClient
 from mediasrv.providers.telnyx.webhooks import CallInitiated, WebhookVerifier, decode_webhook
+from mediasrv.records import RecordWriter
 from mediasrv.timing import TurnTimeline
 
 log = logging.getLogger("mediasrv.agent")
+GREETING_WARMUP_S = 10.0
 turn_log = logging.getLogger("mediasrv.turns")
 
 ENV_KEYS = {
@@ -76,7 +88,9 @@ def endpoints_from_env(agent: AgentConfig, media_url: str) -> Endpoints:
             llm_env: env.get(llm_env)}
     missing = [k for k, v in need.items() if not v]
     if missing:
-        raise ConfigError(f"keys: {', '.join(missing)} not set (with no keys at all, `mediasrv demo` uses emulators)")
+        raise ConfigError(
+            f"keys: {', '.join(missing)} not set (with no keys at all, `mediasrv demo` uses emulators)"
+        )
     base = agent.llm.base_url or {"xai": "https://api.x.ai/v1", "groq": "https://api.groq.com/openai/v1"}.get(provider)
     return Endpoints(
         soniox_key=env["SONIOX_API_KEY"],
@@ -97,6 +111,13 @@ class AgentService:
         agent: the agent every call runs.
         endpoints: provider locations and keys.
         on_turn: called with each finished turn's summary (metrics, records, the demo).
+        kb: the agent's knowledge base if already built (an :class:`~mediasrv.agent.store.AgentStore`
+            builds it at load); else it is built here from ``agent.knowledge_base``.
+        base_dir: the directory relative knowledge-base paths are relative to (the agent file's).
+        records_path: the SQLite file of call records (None: no records).
+
+    Raises:
+        ConfigError: a knowledge-base document cannot be read (at service start, not mid-call).
     """
 
     def __init__(
@@ -105,37 +126,98 @@ class AgentService:
         endpoints: Endpoints,
         *,
         on_turn: Callable[[TurnTimeline], None] | None = None,
+        kb: KnowledgeBase | None = None,
+        base_dir: str | os.PathLike[str] | None = None,
+        records_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.agent = agent
         self.endpoints = endpoints
         self.on_turn = on_turn
         self.runners: list[AgentRunner] = []
+        self.planner = TurnPlanner(agent)
+        self.kb = kb if kb is not None else self._build_kb(Path(base_dir) if base_dir else Path.cwd())
+        self.greetings = GreetingCache()
+        self.greeting_warmup_ms: float | None = None
+        self.records: RecordWriter | None = RecordWriter(records_path) if records_path else None
         self.metrics: Metrics | None = None
         """Set by the daemon's builder: turns are observed into its histograms."""
         self.profile_name: str | None = None
         self.llm_client: LLMClient = self._make_llm()
-        self.cc: CallControlClient | None = (
-            CallControlClient(endpoints.telnyx_key, base_url=endpoints.telnyx_api_url) if endpoints.telnyx_key else None
-        )
+        self.cc: CallControlClient | None = None
+        if endpoints.telnyx_key:
+            self.cc = CallControlClient(endpoints.telnyx_key, base_url=endpoints.telnyx_api_url)
         self.verifier = WebhookVerifier(endpoints.telnyx_public_key) if endpoints.telnyx_public_key else None
         self.webhooks_rejected = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def _build_kb(self, base: Path) -> KnowledgeBase | None:
+        cfg = self.agent
+        if not cfg.knowledge_base:
+            return None
+        paths = [p if Path(p).is_absolute() else base / p for p in cfg.knowledge_base]
+        return KnowledgeBase.from_paths(paths, k=cfg.kb_top_k, max_chars=cfg.kb_max_chars)
+
+    async def start(self) -> None:
+        """Ready what calls share before the first one: the record writer and the greeting audio.
+
+        A greeting that cannot be synthesised now (TTS down) is left to the first call.
+
+        Raises:
+            ConfigError: the records database cannot be opened.
+        """
+        if self.records is not None:
+            await asyncio.to_thread(self.records.start)
+        if self.agent.first_speaker == "agent" and self.agent.greeting:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            try:
+                audio = await asyncio.wait_for(self._synthesise(self.agent.greeting), GREETING_WARMUP_S)
+            except (TimeoutError, ProviderError, OSError, RemoteProtocolError) as exc:
+                log.warning("greeting not cached at start (the first call will cache it): %s", exc)
+                return
+            self.greetings.put(self.agent, audio)
+            self.greeting_warmup_ms = round((loop.time() - t0) * 1000.0, 1)
+            log.info("greeting cached: %d ms of audio in %.0f ms", len(audio) // 8, self.greeting_warmup_ms)
+
+    async def _synthesise(self, text: str) -> bytes:
+        ep = self.endpoints
+        tts = ElevenLabsTTS(self.agent, base_url=ep.elevenlabs_url, api_key=ep.elevenlabs_key)
+        await tts.open()
+        try:
+            ctx = tts.new_context()
+            await tts.send_text(ctx, text)
+            await tts.end(ctx)
+            audio = bytearray()
+            async for ev in tts.events():
+                if isinstance(ev, TtsAudio) and ev.context_id == ctx:
+                    audio += ev.ulaw
+                elif isinstance(ev, TtsDone) and ev.context_id == ctx:
+                    break
+            return bytes(audio)
+        finally:
+            await tts.close()
+
     def _make_llm(self) -> LLMClient:
         ep, cfg = self.endpoints, self.agent.llm
         if ep.llm_provider == "anthropic":
-            return AnthropicChat(ep.llm_key, base_url=ep.llm_base_url or "https://api.anthropic.com", model=cfg.model)
+            base = ep.llm_base_url or "https://api.anthropic.com"
+            return AnthropicChat(ep.llm_key, base_url=base, model=cfg.model)
         return OpenAIChat(ep.llm_key or "none", ep.llm_base_url, cfg.model, tag_purpose=ep.llm_tag_purpose)
 
     def new_runner(self) -> AgentRunner:
         """The behaviour factory handed to the daemon: one runner per media socket."""
-        ep = self.endpoints
+        ep, cfg = self.endpoints, self.agent
         runner = AgentRunner(
-            self.agent,
-            stt=SonioxSTT(self.agent, url=ep.soniox_url, api_key=ep.soniox_key),
-            llm=StreamingLLM(self.llm_client, max_tokens=self.agent.llm.max_tokens, temperature=self.agent.llm.temperature),
-            tts=ElevenLabsTTS(self.agent, base_url=ep.elevenlabs_url, api_key=ep.elevenlabs_key),
+            cfg,
+            stt=SonioxSTT(cfg, url=ep.soniox_url, api_key=ep.soniox_key),
+            llm=StreamingLLM(self.llm_client, max_tokens=cfg.llm.max_tokens, temperature=cfg.llm.temperature),
+            tts=ElevenLabsTTS(cfg, base_url=ep.elevenlabs_url, api_key=ep.elevenlabs_key),
             on_turn=self._turn_done,
+            planner=self.planner,
+            kb=self.kb,
+            records=self.records,
+            greetings=self.greetings,
+            control=self,
         )
         self.runners.append(runner)
         return runner
@@ -157,7 +239,7 @@ class AgentService:
         """Verify a Telnyx webhook and act on it (answer inbound calls with our stream URL)."""
         if self.verifier is not None:
             try:
-                self.verifier.verify(body, request.headers, now=time.time())
+                self.verifier.verify(body, request.headers, now=time.time())  # noqa: TID251 - signature age
             except RemoteProtocolError as exc:
                 self.webhooks_rejected += 1
                 log.warning("webhook rejected: %s", exc)
@@ -190,10 +272,22 @@ class AgentService:
             except ProviderError as exc:
                 log.warning("hangup %s failed: %s", call_control_id, exc)
 
+    async def transfer(self, call_control_id: str, to: str) -> bool:
+        """Transfer a call through Call Control; False when there is no Call Control client."""
+        if self.cc is None:
+            return False
+        try:
+            await self.cc.transfer(call_control_id, to)
+        except ProviderError as exc:
+            log.warning("transfer %s to %s failed: %s", call_control_id, to, exc)
+        return True
+
     async def aclose(self) -> None:
-        """Close the shared clients."""
+        """Close the shared clients and flush the call records."""
         for t in list(self._tasks):
             t.cancel()
         if self.cc is not None:
             await self.cc.aclose()
         await self.llm_client.aclose()
+        if self.records is not None:
+            await self.records.aclose()

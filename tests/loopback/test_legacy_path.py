@@ -50,7 +50,8 @@ async def test_legacy_path_completes_one_turn_through_ffmpeg_and_rest_playback()
     (turn,) = run.turns["legacy"]
     assert run.call_errors["legacy"] == []
     assert turn.error is None, turn.error
-    assert turn.e2e_ms is not None and 0 < turn.e2e_ms < 3000
+    # How long it took is the bench's business (bench/e2e); here: it produced a measured turn.
+    assert turn.e2e_ms is not None and turn.e2e_ms > 0
     # Every stage of the legacy turn happened, the side calls and the blocking DB write included.
     for stage in (
         "endpoint_wait",
