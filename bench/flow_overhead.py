@@ -60,7 +60,7 @@ async def run(name: str, agent: dict[str, Any], args: argparse.Namespace, tmp: P
     agent_file = tmp / f"{name}.json"
     agent_file.write_text(json.dumps(agent))
     opts = DemoOptions(
-        profile=args.profile, calls=args.calls, corpus=DEMO_CORPUS, turns=args.turns, json=True,
+        profile=args.profile, calls=args.calls, corpus=str(DEMO_CORPUS), turns=args.turns, json=True,
         seed=args.seed, agent=str(agent_file), barge_in_turn=None, records=str(tmp / f"{name}.db"),
     )
     demo = Demo(opts)
@@ -102,11 +102,13 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="flow-overhead-") as tmp:
         for name, agent in variants(Path(args.agent)).items():
             out[name] = await run(name, agent, args, Path(tmp))
-    print(f"flow overhead: profile={args.profile} calls={args.calls} turns/call={args.turns} agent={args.agent}")
+    print(f"flow overhead: profile={args.profile} calls={args.calls} turns/call={args.turns}"
+          f" agent={args.agent}")
     for name, r in out.items():
         print(
-            f"  flow {name:<3}: e2e p50 {fmt(r['p50'])} ms, p95 {fmt(r['p95'])} ms over {r['answered']}/{r['turns']}"
-            f" turns; side calls {r['side_calls']} (failed {r['side_failures']}, emulator saw"
+            f"  flow {name:<3}: e2e p50 {fmt(r['p50'])} ms, p95 {fmt(r['p95'])} ms"
+            f" over {r['answered']}/{r['turns']} turns; side calls {r['side_calls']}"
+            f" (failed {r['side_failures']}, emulator saw"
             f" {r['extraction_requests']}); greeting first frame after start (ms) {r['greeting_ms']}"
             f" cached={r['greeting_cached']} warm-up {fmt(r['warmup_ms'])} ms"
         )

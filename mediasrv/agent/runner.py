@@ -75,6 +75,7 @@ from mediasrv.agent.ports import (
     TTSPort,
 )
 from mediasrv.agent.prompts import ConversationMemory
+from mediasrv.agent.supervisor import CallSupervisor, HangUp, LeaveMessage, SayAndHangUp, SayCheckIn
 from mediasrv.call import CallHandle
 from mediasrv.errors import FlowError
 from mediasrv.providers.llm.say import SayExtractor
@@ -102,6 +103,10 @@ FRAME_MS = 20
 ULAW_BYTES_PER_MS = 8
 ECHO_FRAME = VadResult(prob=0.0, speech=False, active=False, energy_db=0.0, noise_db=0.0)
 """What the turn detector sees for a frame the echo guard attributes to our own voice."""
+ECHO_TAIL_FRAMES = 15
+"""Frames the echo guard keeps judging after our audio stops (the echo path's delay)."""
+ECHO_DEBOUNCE_FRAMES = 2
+"""Consecutive unexplained voice frames before caller voice over the agent counts."""
 SPECULATE_MIN_MS = 40
 """Silence after the caller's last voice frame before a speculative reply may start."""
 RESUME_REWIND_BYTES = 1600
@@ -219,6 +224,8 @@ class Reply:
         self.heard_ms = 0.0
         self.first_queued = False
         self.greeting = False
+        self.report_on_frame = False
+        """Report the timeline once the first frame is out (all audio was queued before it left)."""
         self.text_complete = False
         """The text is complete (``on_text_done`` ran)."""
         self.task: asyncio.Task[None] | None = None
@@ -431,6 +438,8 @@ class AgentRunner:
         self.counters = CallCounters()
         self.echo = EchoGuard()
         self._out_ms = 0
+        self._echo_tail = 0
+        self._voice_run = 0
         self.history: list[dict[str, Any]] = []
         self.audio_ms = 0
         self.turn_index = 0
@@ -447,6 +456,8 @@ class AgentRunner:
         self.planner = planner if use_flow else None
         self.flow: fl.CallFlow | None = fl.CallFlow(config) if use_flow else None
         self.memory = ConversationMemory(config.history_turns)
+        self.supervisor = CallSupervisor(config)
+        """Dead air and voicemail (audio time: ``audio_ms``)."""
         self._sides: dict[int, asyncio.Task[None]] = {}
         self._unheard: list[Reply] = []
         """Utterances played (or playing) whose text is not yet in the memory and the records."""
@@ -516,14 +527,33 @@ class AgentRunner:
         self.stt.send_audio(ulaw)
         self.audio_ms += FRAME_MS
         audible = self._agent_audible()
+        sup = self.supervisor
         if audible is not self._audible:
             self._audible = audible
             self.turns.set_agent_speaking(audible, self.audio_ms)
+            sup.on_agent_speaking(audible, self.audio_ms)
         vad = self.vad.process_ulaw(ulaw)
-        if audible and vad.speech and self.echo.assess_inbound(ulaw, self.audio_ms).echo_likely:
-            # Our own voice coming back (speakerphone): never let it open an overlap.
-            self.counters.echo_frames += 1
-            vad = ECHO_FRAME
+        if not sup.finished:
+            sup.on_frame(ulaw, vad.active, self.audio_ms)
+            self._supervise()
+        if audible or self._echo_tail:
+            # The guard sees every frame while we talk (it needs the inbound history to find
+            # the echo path before the echo's first loud frame), and a little after.
+            self._echo_tail = ECHO_TAIL_FRAMES if audible else self._echo_tail - 1
+            echo = self.echo.assess_inbound(ulaw, self.audio_ms).echo_likely
+            if vad.speech and echo:
+                # Our own voice coming back (speakerphone): never let it open an overlap.
+                self.counters.echo_frames += 1
+                self._voice_run = 0
+                vad = ECHO_FRAME
+            elif audible and vad.speech:
+                # Caller voice over the agent must last ECHO_DEBOUNCE_FRAMES frames: a single
+                # frame the guard could not explain is not enough to cut the agent off.
+                self._voice_run += 1
+                if self._voice_run < ECHO_DEBOUNCE_FRAMES:
+                    vad = ECHO_FRAME
+            else:
+                self._voice_run = 0
         self.turns.on_vad(vad, self.audio_ms)
         self._handle_turn_events(now)
 
@@ -596,17 +626,16 @@ class AgentRunner:
             return
         if not reply.first_queued:
             reply.first_queued = True
-            tl = reply.timeline
-            if reply.greeting:
-                self.call.notify_next_frame(lambda t: self._greeting_frame(tl, t))
-            else:
-                self.call.notify_next_frame(lambda t: tl.stamp("first_frame", t))
+            self.call.notify_next_frame(lambda t: self._first_frame(reply, t))
         self.call.play(ulaw)
 
-    def _greeting_frame(self, tl: TurnTimeline, t: float) -> None:
-        tl.stamp("first_frame", t)
-        if self.greeting_first_frame_ms is None:
+    def _first_frame(self, reply: Reply, t: float) -> None:
+        reply.timeline.stamp("first_frame", t)
+        if reply.greeting and self.greeting_first_frame_ms is None:
             self.greeting_first_frame_ms = round((t - self.started_at) * 1000.0, 1)
+        if reply.report_on_frame:
+            reply.report_on_frame = False
+            self._report(reply.timeline)
 
     def finish_utterance(self, reply: Reply) -> None:
         """A committed reply has all its audio queued: pad, mark, report, start the next one."""
@@ -621,7 +650,10 @@ class AgentRunner:
             remaining_s = max(0.0, reply.audio_ms / 1000.0 - reply.heard_ms / 1000.0)
             asyncio.get_running_loop().call_later(remaining_s + AFTER_PLAYED_GRACE_S, reply.after_played)
         if reply.report:
-            self._report(reply.timeline)
+            if reply.first_queued and reply.timeline.get("first_frame") is None:
+                reply.report_on_frame = True
+            else:
+                self._report(reply.timeline)
         if reply is self.speaking and self._queued:
             nxt = self._queued.pop(0)
             self.speaking = nxt
@@ -661,6 +693,8 @@ class AgentRunner:
                 self.counters.echo_transcripts += 1
                 continue
             if isinstance(ev, SttText):
+                if ev.final_delta.strip():
+                    self.supervisor.on_caller_text(ev.final_delta, self.audio_ms)
                 self.turns.on_tokens(ev.final_delta, ev.nonfinal, self.audio_ms, audio_end_ms=ev.audio_end_ms)
                 self._refresh_speculation()
             elif isinstance(ev, SttEndpoint):
@@ -780,7 +814,7 @@ class AgentRunner:
         tl.stamp("user_paused", now)
         self.stt.finalize()
         text = getattr(ev, "text", "") or ""
-        if not self.config.speculative or not text.strip():
+        if not self.config.speculative or not text.strip() or self.supervisor.hold_replies:
             return
         self._drop_speculation()
         self.speculation = self._start_turn(tl, text, speculative=True)
@@ -806,6 +840,9 @@ class AgentRunner:
 
     def _drop_speculation(self) -> None:
         spec, self.speculation = self.speculation, None
+        self._drop_speculation_of(spec)
+
+    def _drop_speculation_of(self, spec: Reply | None) -> None:
         if spec is not None:
             self.counters.speculative_cancelled += 1
             self._abandon(spec.plan)
@@ -823,6 +860,11 @@ class AgentRunner:
             return  # a wordless turn (noise the VAD took for speech): nothing to answer
         self.counters.turns += 1
         self.speculation = None
+        self.supervisor.on_turn_committed(self.audio_ms)
+        if self.supervisor.hold_replies:  # a machine answered: say nothing until the message
+            self._drop_speculation_of(spec)
+            self._supervise()
+            return
         if spec is not None and normalise(spec.prompt_text) == normalise(text):
             self.counters.speculative_hits += 1
             tl.speculative = "hit"
@@ -864,6 +906,7 @@ class AgentRunner:
         if previous is not None and previous is not reply and not previous.done:
             self._spawn(previous.cancel())
         self._unheard.append(reply)
+        self.supervisor.on_reply_started(self.audio_ms)
         reply.commit()
         if reply.task is not None:
             reply.task.add_done_callback(lambda _t: self._remember_reply(reply))
@@ -914,6 +957,27 @@ class AgentRunner:
             # The reply will not finish: its turn settles now, so the side result can still land.
             self._flow_call(lambda: flow.on_reply_done(plan.turn_id))
         self._spawn(reply.cancel())
+
+    # ----------------------------------------------------------------- supervisor
+    def _supervise(self) -> None:
+        """Carry out the supervisor's dead-air and voicemail actions."""
+        actions = self.supervisor.actions()
+        if not actions:
+            return
+        if self.supervisor.hold_replies:
+            self._drop_speculation()
+        for action in actions:
+            if isinstance(action, SayCheckIn):
+                self._say(action.text)
+            elif isinstance(action, SayAndHangUp):
+                self.outcome = action.reason
+                self._say(action.text, then=self._hang_up)
+            elif isinstance(action, HangUp):
+                self.outcome = action.reason
+                self._hang_up()
+            elif isinstance(action, LeaveMessage):
+                self.outcome = "voicemail_message"
+                self._say(action.text, then=self._hang_up)
 
     # ----------------------------------------------------------------- call flow
     def _flow_try(self, fn: Callable[[], list[fl.Action]]) -> list[fl.Action]:
