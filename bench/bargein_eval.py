@@ -43,12 +43,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
+import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mediasrv.agent.config import AgentConfig  # noqa: E402
-from mediasrv.agent.runner import AgentRunner, CallCounters, Reply  # noqa: E402
+from mediasrv.agent.runner import ECHO_DEBOUNCE_FRAMES, AgentRunner, CallCounters, Reply  # noqa: E402
 from mediasrv.corpus import DEMO_CORPUS, Utterance  # noqa: E402
 from mediasrv.demo import Demo, DemoOptions  # noqa: E402
 from mediasrv.emulators.caller import SimulatedCaller  # noqa: E402
@@ -56,8 +57,8 @@ from mediasrv.emulators.caller import Utterance as SpokenUtterance  # noqa: E402
 from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript  # noqa: E402
 from mediasrv.emulators.voice import render_text_ms  # noqa: E402
 from mediasrv.timing import percentile  # noqa: E402
-from mediasrv.turns.echo import EchoGuard  # noqa: E402
-from mediasrv.vad import VoiceActivityDetector  # noqa: E402
+from mediasrv.turns.echo import EchoGuard, EchoVerdict  # noqa: E402
+from mediasrv.vad import VadResult, VoiceActivityDetector  # noqa: E402
 
 __all__ = [
     "BARGE_IN_P95_MS",
@@ -116,6 +117,8 @@ class BargeInTrial:
             (the line noise ahead of the speech opened the overlap).
         barge_ins: the runner's ``barge_ins`` counter gained during the trial.
         false_interruptions: likewise ``false_interruptions``.
+        onset_audio_ms: the labelled onset in the line's audio time (the runner's ``audio_ms``,
+            give or take a frame in flight).
     """
 
     call: int
@@ -124,6 +127,7 @@ class BargeInTrial:
     onset_to_clear_ms: float | None
     barge_ins: int = 0
     false_interruptions: int = 0
+    onset_audio_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -181,6 +185,141 @@ class CallLine:
     runner: AgentRunner
     script: SttScript
     echo: tuple[float, float] | None
+    tap: GuardTap | None = None
+
+
+class GuardTap:
+    """Records, in order, exactly what a runner feeds its :class:`EchoGuard` (a passive tap).
+
+    The guard's two methods and the VAD's ``process_ulaw`` are wrapped on the runner's own
+    instances (nothing is replaced): every outbound frame with its audio time, and every
+    assessed inbound frame with its audio time, the VAD's per-frame ``speech`` decision and
+    whether the agent was audible (the runner's gate). :func:`replay_tap` re-runs the runner's
+    echo gate on the record with a fresh guard: the fast way to iterate on the guard offline.
+
+    Attributes:
+        kinds: 0 outbound, 1 inbound, per event.
+        t_ms: audio time of each event's frame.
+        speech: VAD speech flag (inbound events; False for outbound).
+        audible: the runner's ``_audible`` when the frame was assessed (inbound events).
+        payloads: the 160-byte frames.
+        early: frames the guard had already seen before the tap went in (should be 0).
+    """
+
+    def __init__(self, runner: AgentRunner) -> None:
+        """Wrap ``runner.echo`` and ``runner.vad`` in place."""
+        self.kinds: list[int] = []
+        self.t_ms: list[int] = []
+        self.speech: list[bool] = []
+        self.audible: list[bool] = []
+        self.payloads: list[bytes] = []
+        guard, vad = runner.echo, runner.vad
+        self.early = int(guard._frames) + int(guard._ref_loud_until > 0)  # noqa: SLF001
+        note, assess, process = guard.note_outbound, guard.assess_inbound, vad.process_ulaw
+        last_speech = [False]
+
+        def tapped_process(frame: bytes) -> VadResult:
+            res = process(frame)
+            last_speech[0] = res.speech
+            return res
+
+        def tapped_note(ulaw: bytes, t_ms: int) -> None:
+            self._add(0, t_ms, ulaw, False, False)
+            note(ulaw, t_ms)
+
+        def tapped_assess(ulaw: bytes, t_ms: int) -> EchoVerdict:
+            self._add(1, t_ms, ulaw, last_speech[0], runner._audible)  # noqa: SLF001
+            return assess(ulaw, t_ms)
+
+        setattr(vad, "process_ulaw", tapped_process)  # noqa: B010
+        setattr(guard, "note_outbound", tapped_note)  # noqa: B010
+        setattr(guard, "assess_inbound", tapped_assess)  # noqa: B010
+
+    def _add(self, kind: int, t_ms: int, ulaw: bytes, speech: bool, audible: bool) -> None:
+        self.kinds.append(kind)
+        self.t_ms.append(t_ms)
+        self.speech.append(speech)
+        self.audible.append(audible)
+        self.payloads.append(bytes(ulaw))
+
+    def save(self, path: Path, **meta: float | str) -> None:
+        """Write the record (and ``meta``, e.g. gain, delay, onset) as ``.npz``."""
+        np.savez_compressed(
+            path,
+            kinds=np.array(self.kinds, np.int8),
+            t_ms=np.array(self.t_ms, np.int64),
+            speech=np.array(self.speech, bool),
+            audible=np.array(self.audible, bool),
+            payloads=np.frombuffer(b"".join(self.payloads), np.uint8).reshape(-1, 160),
+            meta=np.array(repr(meta)),
+        )
+
+
+@dataclass(slots=True)
+class TapReplay:
+    """The runner's echo gate re-run offline on a :class:`GuardTap` record with a fresh guard.
+
+    Attributes:
+        voice: VAD voice frames while the agent was audible.
+        gated: of those, frames the guard called echo.
+        runs: ungated voice runs (frames); runs of >= ``ECHO_DEBOUNCE_FRAMES`` open an overlap.
+        overlaps_at: audio time (ms) of each overlap the runner would open.
+    """
+
+    voice: int
+    gated: int
+    runs: list[int]
+    overlaps_at: list[int]
+
+    def __str__(self) -> str:
+        return (
+            f"voice {self.voice}, gated {self.gated}, ungated runs {self.runs}, "
+            f"overlaps at {self.overlaps_at} ms"
+        )
+
+
+def replay_tap(
+    kinds: Sequence[int],
+    t_ms: Sequence[int],
+    speech: Sequence[bool],
+    audible: Sequence[bool],
+    payloads: Sequence[bytes],
+    guard: EchoGuard | None = None,
+) -> TapReplay:
+    """Feed a tap record to ``guard`` (fresh by default) and apply the runner's gate to it."""
+    guard = guard or EchoGuard()
+    voice = gated = run = 0
+    runs: list[int] = []
+    overlaps: list[int] = []
+    for kind, t, sp, aud, frame in zip(kinds, t_ms, speech, audible, payloads, strict=True):
+        if kind == 0:
+            guard.note_outbound(frame, int(t))
+            continue
+        echo = guard.assess_inbound(frame, int(t)).echo_likely
+        if sp and echo:
+            voice += aud
+            gated += aud
+            run = 0
+        elif aud and sp:
+            voice += 1
+            run += 1
+            if run == 1:
+                runs.append(0)
+            runs[-1] += 1
+            if run == ECHO_DEBOUNCE_FRAMES:
+                overlaps.append(int(t))
+        else:
+            run = 0
+    return TapReplay(voice, gated, runs, overlaps)
+
+
+def replay_saved(path: Path, guard: EchoGuard | None = None) -> TapReplay:
+    """:func:`replay_tap` on a record written by :meth:`GuardTap.save`."""
+    with np.load(path) as z:
+        payloads = [bytes(row) for row in z["payloads"]]
+        return replay_tap(
+            z["kinds"].tolist(), z["t_ms"].tolist(), z["speech"].tolist(), z["audible"].tolist(), payloads, guard
+        )
 
 
 class LoopLateness:
@@ -291,7 +430,7 @@ class BargeInHarness:
         cci = await demo.telnyx.place_inbound_call(caller=factory)
         caller = await asyncio.wait_for(got, 10.0)
         runner = await self._runner_for(cci)
-        line = CallLine(len(self.lines) + 1, cci, caller, runner, script, echo)
+        line = CallLine(len(self.lines) + 1, cci, caller, runner, script, echo, GuardTap(runner))
         self.lines.append(line)
         return line
 
@@ -386,6 +525,7 @@ class BargeInHarness:
         await asyncio.sleep(max(0.0, started + after_s - loop.time()))
         before = snapshot(runner.counters)
         n_clears = len(caller.clears_received)
+        onset_audio_ms = len(caller.sent) * 20 + utt.speech_start_ms
         spoken = await self.say(line, utt)
         assert spoken.started_at is not None
         onset = spoken.started_at + utt.speech_start_ms / 1000.0
@@ -400,6 +540,7 @@ class BargeInHarness:
             onset_to_clear_ms=latency,
             barge_ins=after.barge_ins - before.barge_ins,
             false_interruptions=after.false_interruptions - before.false_interruptions,
+            onset_audio_ms=round(onset_audio_ms),
         )
 
     async def listen_out(self, line: CallLine, reply: Reply | None, limit_s: float) -> bool:
@@ -579,17 +720,27 @@ async def barge_in_call(h: BargeInHarness, trials: int, *, first_file: int = 0) 
     return out
 
 
-async def echo_call(h: BargeInHarness, gain_db: float, delay_ms: float, *, with_reply: bool) -> EchoTrial:
-    """One echo-only call."""
+def _save_tap(line: CallLine, save_dir: Path | None, name: str, **meta: float | str) -> None:
+    if save_dir is not None and line.tap is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        line.tap.save(save_dir / f"{name}.npz", **meta)
+
+
+async def echo_call(
+    h: BargeInHarness, gain_db: float, delay_ms: float, *, with_reply: bool, save_dir: Path | None = None
+) -> EchoTrial:
+    """One echo-only call (its guard tap saved in ``save_dir`` if given)."""
     line = await h.place_call(echo=(gain_db, delay_ms))
     try:
-        return await h.echo_only(line, with_reply=with_reply)
+        trial = await h.echo_only(line, with_reply=with_reply)
     finally:
         await h.hangup(line)
+    _save_tap(line, save_dir, f"echo_{-gain_db:g}dB_{delay_ms:g}ms", kind="echo", gain_db=gain_db, delay_ms=delay_ms)
+    return trial
 
 
 async def echo_speech_call(
-    h: BargeInHarness, gain_db: float, delay_ms: float, index: int = 0
+    h: BargeInHarness, gain_db: float, delay_ms: float, index: int = 0, save_dir: Path | None = None
 ) -> BargeInTrial:
     """One call with echo on the line, the caller talking over the greeting 1.5 s in.
 
@@ -599,9 +750,20 @@ async def echo_speech_call(
     line = await h.place_call(echo=(gain_db, delay_ms))
     utt = h.utterance(CLEAN_CUT_INS[index % len(CLEAN_CUT_INS)])
     try:
-        return await h.barge_in(line, utt, after_s=1.5)
+        trial = await h.barge_in(line, utt, after_s=1.5)
     finally:
         await h.hangup(line)
+    _save_tap(
+        line,
+        save_dir,
+        f"speech_{-gain_db:g}dB_{delay_ms:g}ms_{index}",
+        kind="speech",
+        gain_db=gain_db,
+        delay_ms=delay_ms,
+        onset_audio_ms=trial.onset_audio_ms or 0,
+        onset_to_clear_ms=-1.0 if trial.onset_to_clear_ms is None else trial.onset_to_clear_ms,
+    )
+    return trial
 
 
 async def _bounded(jobs: Sequence[Coroutine[object, object, T]], parallel: int) -> list[T]:
@@ -637,6 +799,7 @@ async def run_eval(
     profile: str = "fast",
     seed: int = 7,
     parallel: int = 2,
+    save_dir: Path | None = None,
 ) -> EvalResult:
     """Run the barge-in trials, then the echo-only and echo + speech calls.
 
@@ -652,6 +815,7 @@ async def run_eval(
         profile: emulator latency profile.
         seed: emulator randomness.
         parallel: calls at once (each call is real time; 2 keeps a 2-core box honest).
+        save_dir: if set, each echo call's guard tap is saved there (see :func:`replay_dir`).
     """
     result = EvalResult()
     async with BargeInHarness(profile=profile, seed=seed) as h:
@@ -661,10 +825,11 @@ async def run_eval(
         result.lateness_p50_ms, result.lateness_p95_ms = lat.p(50), lat.p(95)
         result.lateness_max_ms = max(lat.samples_ms, default=0.0)
         result.echo = await _bounded(
-            [echo_call(h, g, d, with_reply=with_reply) for g, d in echo_cases], parallel
+            [echo_call(h, g, d, with_reply=with_reply, save_dir=save_dir) for g, d in echo_cases], parallel
         )
         result.echo_speech = await _bounded(
-            [echo_speech_call(h, g, d, index=i) for i, (g, d) in enumerate(speech_cases)], parallel
+            [echo_speech_call(h, g, d, index=i, save_dir=save_dir) for i, (g, d) in enumerate(speech_cases)],
+            parallel,
         )
     return result
 
@@ -722,6 +887,31 @@ def format_report(r: EvalResult, profile: str) -> str:
     return "\n".join(out)
 
 
+def replay_dir(directory: Path) -> tuple[str, bool]:
+    """Replay every saved tap in ``directory`` through the current guard; (report, all passed).
+
+    Echo-only records pass with no overlap opened. Speech records pass when an overlap opens
+    within ``BARGE_IN_P95_MS`` of the labelled onset and none before it.
+    """
+    lines, ok = [], True
+    for path in sorted(directory.glob("*.npz")):
+        with np.load(path) as z:
+            meta = eval(str(z["meta"]), {"__builtins__": {}})  # noqa: S307 - our own repr of a dict
+        rep = replay_saved(path)
+        if meta.get("kind") == "speech":
+            onset = int(meta["onset_audio_ms"])
+            before = [t for t in rep.overlaps_at if t < onset - 40]
+            after = [t - onset for t in rep.overlaps_at if t >= onset - 40]
+            good = not before and bool(after) and after[0] <= BARGE_IN_P95_MS
+            verdict = f"overlap {after[0] if after else None} ms after onset, {len(before)} before"
+        else:
+            good = not rep.overlaps_at
+            verdict = f"{len(rep.overlaps_at)} overlaps"
+        ok &= good
+        lines.append(f"{path.stem:<28} {verdict:<40} {'PASS' if good else 'FAIL'}  ({rep})")
+    return "\n".join(lines), ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns 1 if any acceptance check failed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -731,24 +921,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--parallel", type=int, default=2, help="calls at once")
     ap.add_argument("--no-reply", action="store_true", help="echo-only calls listen to the greeting only")
+    ap.add_argument("--save", type=Path, help="save each echo call's guard tap (.npz) in this directory")
+    ap.add_argument(
+        "--replay", type=Path, help="no calls: replay the taps saved in this directory through the current guard"
+    )
+    ap.add_argument("--echo-only", action="store_true", help="skip the clean-line barge-in trials")
     args = ap.parse_args(argv)
+    if args.replay is not None:
+        report, passed = replay_dir(args.replay)
+        print(report)
+        return 0 if passed else 1
     logging.basicConfig(level=logging.WARNING)
     result = asyncio.run(
         run_eval(
-            trials=args.trials,
+            trials=0 if args.echo_only else args.trials,
             calls=args.calls,
             with_reply=not args.no_reply,
             profile=args.profile,
             seed=args.seed,
             parallel=args.parallel,
+            save_dir=args.save,
+            speech_cases=ECHO_CASES,
         )
     )
     print(format_report(result, args.profile))
     lat = result.latencies()
     p95 = percentile(lat, 95)
     ok = (
-        p95 is not None
-        and p95 <= BARGE_IN_P95_MS
+        (args.echo_only or (p95 is not None and p95 <= BARGE_IN_P95_MS))
         and len(lat) == len(result.barge_ins)
         and all(e.passed for e in result.echo)
         and all(t.onset_to_clear_ms is not None and t.barge_ins >= 1 for t in result.echo_speech)
