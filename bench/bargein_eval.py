@@ -322,6 +322,18 @@ def replay_saved(path: Path, guard: EchoGuard | None = None) -> TapReplay:
         )
 
 
+class _TappingList(list[AgentRunner]):
+    """The daemon's list of runners; puts a :class:`GuardTap` on each runner appended."""
+
+    def __init__(self, taps: dict[int, GuardTap], runners: Sequence[AgentRunner]) -> None:
+        super().__init__(runners)
+        self._taps = taps
+
+    def append(self, runner: AgentRunner) -> None:
+        self._taps[id(runner)] = GuardTap(runner)
+        super().append(runner)
+
+
 class LoopLateness:
     """Samples how late the event loop wakes up (a 5 ms ticker), to tell load from slowness."""
 
@@ -376,6 +388,7 @@ class BargeInHarness:
         self.utterances: list[Utterance] = list(self.demo.utterances)
         self.lateness = LoopLateness()
         self.lines: list[CallLine] = []
+        self.taps: dict[int, GuardTap] = {}
         self._started = False
 
     async def __aenter__(self) -> BargeInHarness:
@@ -391,6 +404,8 @@ class BargeInHarness:
         """Start the emulators and the daemon; script the LLM to always answer at length."""
         await self.demo.start()
         self._started = True
+        # Tap every runner's guard as the daemon creates it, before its first frame.
+        self.demo.service.runners = _TappingList(self.taps, self.demo.service.runners)
         self.demo.llm.script = [LONG_REPLY] * 10_000
         self.lateness.start()
 
@@ -430,7 +445,7 @@ class BargeInHarness:
         cci = await demo.telnyx.place_inbound_call(caller=factory)
         caller = await asyncio.wait_for(got, 10.0)
         runner = await self._runner_for(cci)
-        line = CallLine(len(self.lines) + 1, cci, caller, runner, script, echo, GuardTap(runner))
+        line = CallLine(len(self.lines) + 1, cci, caller, runner, script, echo, self.taps.get(id(runner)))
         self.lines.append(line)
         return line
 
@@ -735,7 +750,9 @@ async def echo_call(
         trial = await h.echo_only(line, with_reply=with_reply)
     finally:
         await h.hangup(line)
-    _save_tap(line, save_dir, f"echo_{-gain_db:g}dB_{delay_ms:g}ms", kind="echo", gain_db=gain_db, delay_ms=delay_ms)
+    _save_tap(
+        line, save_dir, f"echo_{-gain_db:g}dB_{delay_ms:g}ms", kind="echo", gain_db=gain_db, delay_ms=delay_ms
+    )
     return trial
 
 

@@ -32,7 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the daemon (webhook + media WebSocket)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--mode", default="echo", choices=["echo"], help="what a call does")
+    s.add_argument(
+        "--mode", default="echo", choices=["echo", "agent"], help="echo: replay the caller; agent: the voice agent"
+    )
+    s.add_argument("--agent", default=None, help="agent mode: the agent file (.json/.toml)")
+    s.add_argument(
+        "--public-url",
+        default=None,
+        help="agent mode: the wss:// base Telnyx can reach (stream_url = <public-url>/api/telnyx/audio-stream)",
+    )
+    s.add_argument("--records", default="var/mediasrv.db", help="agent mode: call records database")
+    s.add_argument(
+        "--emulate",
+        default=None,
+        choices=sorted(PROFILES),
+        help="agent mode without keys: run the provider emulators in-process on this profile",
+    )
     s.add_argument("--lead-ms", type=int, default=80, help="outbound pacer lead over real time (<= 100)")
 
     d = sub.add_parser("demo", help="daemon + emulated providers + a simulated caller, printing each turn")
@@ -105,7 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         from mediasrv.server import ServerConfig, serve
 
         cfg = ServerConfig(host=args.host, port=args.port, mode=args.mode, lead_ms=args.lead_ms)
-        run(serve(cfg))
+        if args.mode == "echo":
+            run(serve(cfg))
+            return 0
+        from mediasrv.agent_mode import serve_agent
+        from mediasrv.errors import ConfigError
+
+        try:
+            run(serve_agent(cfg, args.agent, public_url=args.public_url, records=args.records, emulate=args.emulate))
+        except ConfigError as exc:
+            print(f"mediasrv serve: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "turns":
         from mediasrv.tools.turns_tool import main as turns_main

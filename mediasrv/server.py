@@ -68,6 +68,7 @@ class Daemon:
         self.webhook_handler: WebhookHandler | None = None
         self.metrics = Metrics()
         self.call_ended: list[Callable[[MediaCall], None]] = []
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
 
     def make_app(self) -> web.Application:
         """Build the aiohttp application."""
@@ -171,9 +172,22 @@ async def start_daemon(
     return daemon, runner, port
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run the daemon until SIGTERM/SIGINT, then drain and exit."""
-    daemon, runner, port = await start_daemon(config)
+async def serve(
+    config: ServerConfig,
+    factory: BehaviourFactory | None = None,
+    *,
+    on_ready: Callable[[Daemon, int], Awaitable[None]] | None = None,
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT, then drain and exit.
+
+    Args:
+        config: host, port, mode.
+        factory: the per-call behaviour (default: the one ``config.mode`` names).
+        on_ready: awaited once the port is bound, before the first call can arrive.
+    """
+    daemon, runner, port = await start_daemon(config, factory)
+    if on_ready is not None:
+        await on_ready(daemon, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,6 +201,8 @@ async def serve(config: ServerConfig) -> None:
     log.info("signal received: draining %d call(s)", len(daemon.calls))
     await daemon.drain()
     await runner.cleanup()
+    for close in daemon.on_close:
+        await close()
     print("mediasrv stopped", flush=True)
 
 

@@ -147,3 +147,43 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0
     assert "mediasrv stopped" in out
+
+
+async def test_serve_agent_mode_with_emulated_providers_greets_the_caller() -> None:
+    """`mediasrv serve --mode agent --emulate fast`: a caller on the media socket hears the agent."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mediasrv",
+        "serve",
+        "--mode",
+        "agent",
+        "--port",
+        "0",
+        "--agent",
+        str(Path(__file__).parents[2] / "agents" / "support_typical.json"),
+        "--emulate",
+        "fast",
+        "--records",
+        "",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        assert proc.stdout is not None
+        port = None
+        for _ in range(10):
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            if "listening on http://127.0.0.1:" in line:
+                port = int(line.split("127.0.0.1:")[1].split()[0])
+                break
+        assert port, "the daemon did not start"
+        async with SimulatedCaller(f"ws://127.0.0.1:{port}{MEDIA_PATH}") as caller:
+            await caller.silence(2.0)
+            heard = caller.heard_audio()
+        assert len(heard) > 8000 * 0.5, "no greeting audio came back"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 20)
+    assert proc.returncode == 0

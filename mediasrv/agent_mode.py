@@ -1,0 +1,88 @@
+"""``mediasrv serve --mode agent``: the daemon running the voice agent.
+
+With provider keys in the environment (see the README), calls go to the real services and
+Telnyx webhooks are verified with ``TELNYX_PUBLIC_KEY``. With ``--emulate PROFILE`` the
+Soniox, ElevenLabs and OpenAI-compatible emulators run in this process instead, so the
+daemon can be tried with a simulated caller and no keys at all.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+from mediasrv.agent.config import AgentConfig, load_agent
+from mediasrv.agent.service import AgentService, Endpoints, endpoints_from_env
+from mediasrv.errors import ConfigError
+from mediasrv.profiles import get_profile
+from mediasrv.server import MEDIA_PATH, Daemon, ServerConfig, serve
+
+
+async def _emulated_endpoints(profile_name: str, closers: list[object]) -> Endpoints:
+    from mediasrv.emulators.elevenlabs import ElevenLabsEmulator
+    from mediasrv.emulators.llm import LLMEmulator
+    from mediasrv.emulators.soniox import SonioxEmulator
+
+    profile = get_profile(profile_name)
+    rng = random.Random(7)
+    soniox = SonioxEmulator(profile=profile, api_key="local", rng=random.Random(rng.random()))
+    eleven = ElevenLabsEmulator(profile=profile, api_key="local", rng=random.Random(rng.random()))
+    llm = LLMEmulator(profile=profile, api_key="local", rng=random.Random(rng.random()))
+    urls = [await soniox.start(), await eleven.start(), await llm.start()]
+    closers.extend([soniox.close, eleven.close, llm.close])
+    print(
+        f"emulated providers ({profile_name}): soniox {urls[0]}, elevenlabs {urls[1]}, llm {urls[2]}",
+        flush=True,
+    )
+    return Endpoints(
+        soniox_url=urls[0],
+        soniox_key="local",
+        elevenlabs_url=urls[1],
+        elevenlabs_key="local",
+        llm_base_url=urls[2],
+        llm_key="local",
+        llm_tag_purpose=True,
+    )
+
+
+async def serve_agent(
+    config: ServerConfig,
+    agent_path: str | None,
+    *,
+    public_url: str | None,
+    records: str | None,
+    emulate: str | None,
+) -> None:
+    """Run the daemon in agent mode until SIGTERM (see the module docstring).
+
+    Raises:
+        ConfigError: no agent file, a bad agent file, or missing provider keys.
+    """
+    if agent_path is None:
+        raise ConfigError("--agent: agent mode needs an agent file (see agents/)")
+    agent: AgentConfig = load_agent(agent_path)
+    closers: list[object] = []
+    media_url = ""
+    endpoints = (
+        await _emulated_endpoints(emulate, closers) if emulate else endpoints_from_env(agent, media_url)
+    )
+    if records:
+        os.makedirs(os.path.dirname(os.path.abspath(records)), exist_ok=True)
+    service = AgentService(
+        agent, endpoints, base_dir=os.path.dirname(os.path.abspath(agent_path)), records_path=records
+    )
+    await service.start()
+
+    async def ready(daemon: Daemon, port: int) -> None:
+        base = (public_url or f"ws://{config.host}:{port}").rstrip("/")
+        service.endpoints.media_url = base + MEDIA_PATH
+        service.metrics = daemon.metrics
+        daemon.webhook_handler = service.handle_webhook
+        daemon.on_close.append(service.aclose)
+        for close in closers:
+            daemon.on_close.append(close)  # type: ignore[arg-type]
+        print(f"agent {agent.name!r}: stream_url {service.endpoints.media_url}", flush=True)
+
+    factory = service.new_runner
+    daemon_ready = ready
+    await serve(config, factory, on_ready=daemon_ready)
