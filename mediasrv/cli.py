@@ -33,13 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument(
-        "--mode", default="echo", choices=["echo", "agent"], help="echo: replay the caller; agent: the voice agent"
+        "--mode",
+        default="echo",
+        choices=["echo", "agent"],
+        help="echo: replay the caller; agent: the voice agent",
     )
     s.add_argument("--agent", default=None, help="agent mode: the agent file (.json/.toml)")
     s.add_argument(
         "--public-url",
         default=None,
-        help="agent mode: the wss:// base Telnyx can reach (stream_url = <public-url>/api/telnyx/audio-stream)",
+        help="agent mode: the wss:// base Telnyx reaches (stream_url = <public-url>/api/telnyx/audio-stream)",
     )
     s.add_argument("--records", default="var/mediasrv.db", help="agent mode: call records database")
     s.add_argument(
@@ -127,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         from mediasrv.errors import ConfigError
 
         try:
-            run(serve_agent(cfg, args.agent, public_url=args.public_url, records=args.records, emulate=args.emulate))
+            run(
+                serve_agent(
+                    cfg, args.agent, public_url=args.public_url, records=args.records, emulate=args.emulate
+                )
+            )
         except ConfigError as exc:
             print(f"mediasrv serve: {exc}", file=sys.stderr)
             return 2
