@@ -52,6 +52,13 @@ def _prepare_paths(agent_path: str, records: str | None) -> tuple[str, str | Non
     return os.path.dirname(os.path.abspath(agent_path)), records or None
 
 
+def _prepare_paths(agent_path: str, records: str | None) -> tuple[str, str | None]:
+    """The agent's directory (knowledge files are relative to it); create the records dir."""
+    if records:
+        os.makedirs(os.path.dirname(os.path.abspath(records)), exist_ok=True)
+    return os.path.dirname(os.path.abspath(agent_path)), records or None
+
+
 async def serve_agent(
     config: ServerConfig,
     agent_path: str | None,
@@ -73,11 +80,8 @@ async def serve_agent(
     endpoints = (
         await _emulated_endpoints(emulate, closers) if emulate else endpoints_from_env(agent, media_url)
     )
-    if records:
-        os.makedirs(os.path.dirname(os.path.abspath(records)), exist_ok=True)
-    service = AgentService(
-        agent, endpoints, base_dir=os.path.dirname(os.path.abspath(agent_path)), records_path=records
-    )
+    base_dir, records = _prepare_paths(agent_path, records)
+    service = AgentService(agent, endpoints, base_dir=base_dir, records_path=records)
     await service.start()
 
     async def ready(daemon: Daemon, port: int) -> None:
