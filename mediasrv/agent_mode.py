@@ -52,13 +52,6 @@ def _prepare_paths(agent_path: str, records: str | None) -> tuple[str, str | Non
     return os.path.dirname(os.path.abspath(agent_path)), records or None
 
 
-def _prepare_paths(agent_path: str, records: str | None) -> tuple[str, str | None]:
-    """The agent's directory (knowledge files are relative to it); create the records dir."""
-    if records:
-        os.makedirs(os.path.dirname(os.path.abspath(records)), exist_ok=True)
-    return os.path.dirname(os.path.abspath(agent_path)), records or None
-
-
 async def serve_agent(
     config: ServerConfig,
     agent_path: str | None,
