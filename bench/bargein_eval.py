@@ -318,7 +318,12 @@ def replay_saved(path: Path, guard: EchoGuard | None = None) -> TapReplay:
     with np.load(path) as z:
         payloads = [bytes(row) for row in z["payloads"]]
         return replay_tap(
-            z["kinds"].tolist(), z["t_ms"].tolist(), z["speech"].tolist(), z["audible"].tolist(), payloads, guard
+            z["kinds"].tolist(),
+            z["t_ms"].tolist(),
+            z["speech"].tolist(),
+            z["audible"].tolist(),
+            payloads,
+            guard,
         )
 
 
@@ -940,7 +945,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-reply", action="store_true", help="echo-only calls listen to the greeting only")
     ap.add_argument("--save", type=Path, help="save each echo call's guard tap (.npz) in this directory")
     ap.add_argument(
-        "--replay", type=Path, help="no calls: replay the taps saved in this directory through the current guard"
+        "--replay",
+        type=Path,
+        help="no calls: replay the taps saved in this directory through the current guard",
     )
     ap.add_argument("--echo-only", action="store_true", help="skip the clean-line barge-in trials")
     args = ap.parse_args(argv)

@@ -108,6 +108,12 @@ ECHO_TAIL_FRAMES = 15
 ECHO_DEBOUNCE_FRAMES = 2
 """Consecutive unexplained voice frames before caller voice over the agent counts."""
 SPECULATE_MIN_MS = 40
+SPECULATE_LEAD_MS = 660
+"""``user_paused`` comes this long before the turn would end: with text that lags the audio
+(the STT's last word not in yet, a 700 ms hold) that is 40 ms into the silence, and the
+speculation restarts when the last word lands. Early speculation costs tokens, never
+correctness: nothing speculative plays before the end of turn."""
+FINALIZE_MIN_GAP_MS = 2000
 """Silence after the caller's last voice frame before a speculative reply may start."""
 RESUME_REWIND_BYTES = 1600
 """After a false interruption, resume 200 ms before the point where the agent was cut off."""
@@ -434,7 +440,10 @@ class AgentRunner:
         self.vad = VoiceActivityDetector()
         # Speculate early: a reply that turns out wrong is cancelled for the price of its tokens,
         # while a right one hides the LLM and TTS start-up behind the end-of-turn wait.
-        self.turns = TurnDetector(TurnConfig(speculate_min_ms=SPECULATE_MIN_MS))
+        self.turns = TurnDetector(
+            TurnConfig(speculate_min_ms=SPECULATE_MIN_MS, speculate_lead_ms=SPECULATE_LEAD_MS)
+        )
+        self._last_finalize_ms = -FINALIZE_MIN_GAP_MS
         self.counters = CallCounters()
         self.echo = EchoGuard()
         self._out_ms = 0
@@ -812,7 +821,10 @@ class AgentRunner:
     def _on_paused(self, ev: UserPaused, now: float) -> None:
         tl = self._new_timeline(now)
         tl.stamp("user_paused", now)
-        self.stt.finalize()
+        # Soniox: "do not send [finalize] more than every few seconds".
+        if self.audio_ms - self._last_finalize_ms >= FINALIZE_MIN_GAP_MS:
+            self._last_finalize_ms = self.audio_ms
+            self.stt.finalize()
         text = getattr(ev, "text", "") or ""
         if not self.config.speculative or not text.strip() or self.supervisor.hold_replies:
             return

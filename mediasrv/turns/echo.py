@@ -91,6 +91,18 @@ class EchoConfig:
         echo_cancel_db: cancellation that makes a frame echo.
         floor_margin_db: a residual within this much of the noise floor is echo too.
         min_level_db: frames below this level (dB re 1 LSB^2 per sample) are not assessed.
+        realign_ms: a frame the path does not explain is re-aligned within this much of the
+            path's delay (over the whole range while no path is known).
+        realign_frames: without a path, the first one is searched and fitted on this many
+            frames.
+        max_gain_db: a fitted path louder than this (broadband) is refused: an acoustic echo
+            comes back attenuated; the same sound at full level is a person saying it.
+        good_cancel_db: while the path cancels the latest frame this well, the periodic
+            refresh is skipped (it could not do better).
+        realign_every_miss: this many unexplained frames in a row are each re-aligned; after
+            that (double talk) only every other one.
+        realign_min_corr: normalised correlation a frame needs with the reference at some delay
+            before a per-frame fit is tried.
     """
 
     lag_min_ms: int = -40
@@ -107,6 +119,12 @@ class EchoConfig:
     echo_cancel_db: float = 6.0
     floor_margin_db: float = 4.0
     min_level_db: float = 30.0
+    realign_ms: int = 40
+    realign_frames: int = 4
+    max_gain_db: float = -2.0
+    good_cancel_db: float = 20.0
+    realign_every_miss: int = 3
+    realign_min_corr: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +227,8 @@ class EchoGuard:
         self._lag0 = 0
         self._frames = 0
         self._floor_db = math.nan
+        self._last_cancel_db = 0.0  # how well the path explained the last frame it judged
+        self._misses = 0  # loud frames in a row the guard could not explain
         self._ref_loud_until = -(10**9)  # absolute sample by which reference sound was sent
 
     # ----------------------------------------------------------------- inputs
@@ -254,12 +274,32 @@ class EchoGuard:
         self._frames += 1
         echo_possible = stop - self._lag_max - FRAME_SAMPLES <= self._ref_loud_until
         every = cfg.search_every_frames if self._h is None else cfg.refresh_every_frames
-        if echo_possible and self._frames % every == 0:
+        if echo_possible and self._frames % every == 0 and self._last_cancel_db < cfg.good_cancel_db:
             self._search_path(stop)
-        if level < cfg.min_level_db or self._h is None or not echo_possible:
+        if level < cfg.min_level_db or not echo_possible:
             self._track_floor(level)
             return _QUIET
         y = self._inb.view(stop - FRAME_SAMPLES, stop)
+        judged = None if self._h is None else self._judge(y, e_in, stop)
+        if judged is None or not judged[0]:
+            # Unexplained: re-align on this frame. A long run of them is the caller talking
+            # (double talk); then only every other frame is tried, to bound the cost.
+            misses = self._misses = self._misses + 1
+            if (misses <= cfg.realign_every_miss or misses % 2 == 0) and self._realign(stop, y, e_in):
+                judged = self._judge(y, e_in, stop)
+        if judged is not None and judged[0]:
+            self._misses = 0
+        if judged is None:
+            self._track_floor(level)
+            return _QUIET
+        echo, similarity, residual_db, res_level = judged
+        self._last_cancel_db = -residual_db
+        self._track_floor(res_level)
+        return EchoVerdict(echo_likely=echo, similarity=similarity, residual_db=residual_db)
+
+    def _judge(self, y: NDArray[np.float32], e_in: float, stop: int) -> tuple[bool, float, float, float]:
+        """(echo, similarity, residual dB re frame, residual level) of frame ``y`` via the path."""
+        cfg = self.config
         est = self._estimate(stop - FRAME_SAMPLES, stop)
         e_est = float(np.dot(est, est))
         cross = float(np.dot(y, est))
@@ -267,9 +307,78 @@ class EchoGuard:
         similarity = max(0.0, cross / math.sqrt(e_in * e_est + _EPS))
         residual_db = 10.0 * math.log10((e_res + _EPS) / (e_in + _EPS))
         res_level = _level_db(e_res)
-        floor = self._track_floor(res_level)
+        floor = self._floor_db if not math.isnan(self._floor_db) else res_level
         echo = -residual_db >= cfg.echo_cancel_db or res_level <= floor + cfg.floor_margin_db
-        return EchoVerdict(echo_likely=echo, similarity=similarity, residual_db=residual_db)
+        return echo, similarity, residual_db, res_level
+
+    def _realign(self, stop: int, y: NDArray[np.float32], e_in: float) -> bool:
+        """Re-find the path on the latest inbound (this frame was not explained); True if a
+        path was adopted.
+
+        The outbound timeline is placed by the sender's clock, so its offset to the real
+        playback steps by up to a frame or so whenever playback restarts after a gap, while the
+        line itself does not change. With a path, the same FIR is tried at every shift within
+        ``realign_ms`` on this one frame: the shift that cancels ``accept_cancel_db`` becomes
+        the new delay. Without a path (the first echo of a call), the delay is searched over
+        the whole range on the last ``realign_frames`` frames and a FIR fitted there. Caller
+        speech cannot be explained by the reference at any delay, so it is never adopted.
+        """
+        cfg = self.config
+        if self._h is not None:
+            return self._shift_path(stop, y, e_in)
+        n = cfg.realign_frames * FRAME_SAMPLES
+        lo, hi = self._lag_min, self._lag_max
+        yy = self._inb.view(stop - n, stop)
+        seg = self._ref.view(stop - n - hi, stop - lo)
+        cross = np.correlate(seg, yy, "valid")  # index m <-> delay hi - m
+        sq = np.concatenate(([0.0], np.cumsum(np.square(seg, dtype=np.float64))))
+        energy = sq[n:] - sq[:-n]
+        score = np.square(cross, dtype=np.float64) / (energy * float(np.dot(yy, yy)) + _EPS)
+        m = int(np.argmax(score))
+        if score[m] < cfg.realign_min_corr**2:
+            return False
+        fit = self._fit_at(stop, hi - m, n)
+        if fit is None or fit[2] < cfg.accept_cancel_db:
+            return False
+        self._h, self._lag0 = fit[0], fit[1]
+        return True
+
+    def _shift_path(self, stop: int, y: NDArray[np.float32], e_in: float) -> bool:
+        """Move the current path by the shift (within ``realign_ms``) that explains frame ``y``.
+
+        Cheap on purpose (it runs on every unexplained frame, so on all double talk): the
+        energy of the echo the path would make at each shift is approximated from the
+        reference's energy and the path's gain; unless some shift could make about the frame's
+        own energy, the frame is louder than any echo (the caller over it) and nothing else is
+        done. Otherwise one correlation of the reference with the frame filtered by the path
+        picks the shift, and the exact residual there decides.
+        """
+        assert self._h is not None
+        cfg, h, n = self.config, self._h, FRAME_SAMPLES
+        taps, span = len(h), cfg.realign_ms * SAMPLES_PER_MS
+        lo = max(self._lag_min - self._lag0, -span)  # shifts of lag0 tried: lo..hi
+        hi = min(self._lag_max - self._lag0, span)
+        seg = self._ref.view(stop - n - self._lag0 - hi - taps + 1, stop - self._lag0 - lo)
+        sq = np.concatenate(([0.0], np.cumsum(np.square(seg, dtype=np.float64))))
+        c = taps // 2
+        gain = float(np.dot(h, h))
+        e_est = (sq[n + c : len(sq) - taps + 1 + c] - sq[c : len(sq) - n - taps + 1 + c]) * gain
+        # |y - est|^2 >= (|y| - |est|)^2: only a shift whose echo has about the frame's energy can
+        # cancel accept_cancel_db (with a margin: the energies here are approximate).
+        r = 10.0 ** (-cfg.accept_cancel_db / 20.0)
+        plausible = (e_est >= e_in * (1.0 - r) ** 2 / 2.0) & (e_est <= e_in * (1.0 + r) ** 2 * 2.0)
+        if not plausible.any():
+            return False
+        cross = np.correlate(seg, np.convolve(y, h), "valid")  # index m <-> shift hi - m
+        score = np.where(plausible, cross, 0.0) / np.sqrt(e_est + _EPS)
+        shift = hi - int(np.argmax(score))
+        lag0 = self._lag0
+        self._lag0 = lag0 + shift
+        res = y - self._estimate(stop - n, stop)
+        if 10.0 * math.log10(e_in / (float(np.dot(res, res)) + _EPS)) < cfg.accept_cancel_db:
+            self._lag0 = lag0
+            return False
+        return True
 
     def _store(self, frame: bytes, stop: int, samples: _Timeline, env: _Timeline) -> float | None:
         """Decode a frame into ``samples`` and its block amplitudes into ``env``; its energy."""
@@ -365,23 +474,39 @@ class EchoGuard:
         return hi - int(np.argmax(score))
 
     def _fit(self, stop: int, lag: int) -> None:
-        """Least-squares FIR around ``lag``; adopt it if it cancels enough of the window."""
-        cfg, n, taps = self.config, self._fit_n, self.config.taps
+        """Least-squares FIR around ``lag`` over ``fit_window_ms``; adopt it if it cancels enough
+        of the window and more than the current path does there."""
+        cfg, n = self.config, self._fit_n
+        fit = self._fit_at(stop, lag, n)
+        if fit is None or fit[2] < cfg.accept_cancel_db:
+            return
+        if self._h is not None:
+            y = self._inb.view(stop - n, stop)
+            res = y - self._estimate(stop - n, stop)
+            current_db = 10.0 * math.log10(float(np.dot(y, y)) / (float(np.dot(res, res)) + _EPS))
+            if current_db >= fit[2]:
+                return
+        self._h, self._lag0 = fit[0], fit[1]
+
+    def _fit_at(self, stop: int, lag: int, n: int) -> tuple[NDArray[np.float32], int, float] | None:
+        """(taps, first delay, cancellation dB) of the FIR around ``lag`` fitted to the last
+        ``n`` inbound samples; None if they are too quiet to fit or the gain is implausible."""
+        taps = self.config.taps
         lag0 = lag - taps // 2
         y = self._inb.view(stop - n, stop)
         e_y = float(np.dot(y, y))
-        if _level_db(e_y / n * FRAME_SAMPLES) < cfg.min_level_db:
-            return
+        if _level_db(e_y / n * FRAME_SAMPLES) < self.config.min_level_db:
+            return None
         x = sliding_window_view(self._ref.view(stop - n - lag0 - taps + 1, stop - lag0), taps)
         xm = np.ascontiguousarray(x, dtype=np.float64)
         gram = xm.T @ xm
         gram.flat[:: taps + 1] += RIDGE * float(np.trace(gram)) / taps + 1.0
         h = np.linalg.solve(gram, xm.T @ y)
+        if 10.0 * math.log10(float(np.dot(h, h)) + 1e-12) > self.config.max_gain_db:
+            return None  # louder than any acoustic echo: the same sound said again, not echo
         res = y - xm @ h
         cancel_db = 10.0 * math.log10(e_y / (float(np.dot(res, res)) + _EPS))
-        if cancel_db >= cfg.accept_cancel_db:
-            self._h = h.astype(np.float32)
-            self._lag0 = lag0
+        return h.astype(np.float32), lag0, cancel_db
 
 
 # ------------------------------------------------------------------------------ text filter
