@@ -143,7 +143,10 @@ class EchoTrial:
         heard_ms: audio the caller heard (not cleared), silence padding included.
         finished: every listened reply played to its end within its time box.
         first_clear_ms: first ``clear`` after the first agent audio began playing (None: none).
-        replay: the guard replayed offline, fed as the runner feeds it and fed every frame.
+        replay: the guard replayed offline on the caller's recording of the line (reconstructed
+            outbound timeline), fed only VAD-speech frames and fed every frame.
+        tap_replay: the runner's exact guard inputs (:class:`GuardTap`) replayed through a fresh
+            guard and the runner's gate.
         speech_frames_gated: ``echo_frames`` of the runner: VAD voice the guard called echo.
     """
 
@@ -156,6 +159,7 @@ class EchoTrial:
     finished: bool = True
     first_clear_ms: float | None = None
     replay: tuple[GuardReplay, GuardReplay] | None = None
+    tap_replay: TapReplay | None = None
 
     @property
     def speech_frames_gated(self) -> int:
@@ -241,6 +245,10 @@ class GuardTap:
         self.speech.append(speech)
         self.audible.append(audible)
         self.payloads.append(bytes(ulaw))
+
+    def replay(self, guard: EchoGuard | None = None) -> TapReplay:
+        """:func:`replay_tap` on this record."""
+        return replay_tap(self.kinds, self.t_ms, self.speech, self.audible, self.payloads, guard)
 
     def save(self, path: Path, **meta: float | str) -> None:
         """Write the record (and ``meta``, e.g. gain, delay, onset) as ``.npz``."""
@@ -615,6 +623,7 @@ class BargeInHarness:
             finished=finished,
             first_clear_ms=round((clears[0] - first_audio) * 1000.0) if clears else None,
             replay=(replay_guard(line, every_frame=False), replay_guard(line, every_frame=True)),
+            tap_replay=None if line.tap is None else line.tap.replay(),
         )
 
 
@@ -896,6 +905,8 @@ def format_report(r: EvalResult, profile: str) -> str:
     if any(not e.passed for e in r.echo):
         out.append("  offline replay of the failing lines (fresh VAD + EchoGuard on the recorded audio):")
         for e in r.echo:
+            if not e.passed and e.tap_replay is not None:
+                out.append(f"  {e.gain_db:.0f} dB/{e.delay_ms:.0f} ms: runner's guard inputs: {e.tap_replay}")
             if not e.passed and e.replay is not None:
                 out += [f"  {e.gain_db:.0f} dB/{e.delay_ms:.0f} ms: {rep}" for rep in e.replay]
     out += ["", f"{'echo + speech':<13} {'gain':>5} {'delay':>5} {'clear ms':>8} {'barge':>5}  verdict"]

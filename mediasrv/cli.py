@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--json", action="store_true", help="end with one JSON summary line")
     d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--records", default=None, help="call records database (default: a temporary file)")
 
     t = sub.add_parser("turns", help="run the VAD and turn detector over a recording, offline")
     from mediasrv.tools.turns_tool import add_arguments
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             json=args.json,
             seed=args.seed,
             agent=args.agent,
+            records=args.records,
         )
         result: list[int] = []
 

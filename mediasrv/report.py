@@ -140,6 +140,9 @@ class ReportResult:
 def load_turns(source: str) -> tuple[list[TurnRow], int]:
     """Read every turn of ``source`` (an SQLite call-record DB, a JSON-lines file or a directory).
 
+    The greeting (turn 0) is left out: it answers no caller speech, so it has no end-to-end
+    figure in the sense of this report (its own start-to-first-frame delay is in the logs).
+
     Returns:
         The turns in source order and the number of non-empty lines that were not turns.
 
@@ -147,6 +150,11 @@ def load_turns(source: str) -> tuple[list[TurnRow], int]:
         FileNotFoundError: ``source`` does not exist.
         ValueError: an SQLite source has no usable ``turns`` table.
     """
+    rows, skipped = _load_turns(source)
+    return [r for r in rows if r.summary.turn != 0], skipped
+
+
+def _load_turns(source: str) -> tuple[list[TurnRow], int]:
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(source)
@@ -402,7 +410,7 @@ def _plot_stages_per_turn(rows: Sequence[TurnRow], path: Path) -> None:
     n = len(ordered)
     fig = _new_figure(max(8.0, min(26.0, 2.5 + 0.3 * n + 1.2 * len(panels))), 5.8)
     labels = ("dead air: end of speech → end-of-turn decision", "LLM time to first token",
-              "TTS time to first audio", "rest until the first frame is sent")
+              "TTS time to first audio", "rest, to the first frame sent")
     title = "Where the time goes, turn by turn (bar height = end-to-end latency)"
     if omitted:
         title += f"; {omitted} turn(s) without a first frame left out"

@@ -48,6 +48,8 @@ class TurnSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     call_id: str
     turn: int
+    profile: str | None = None
+    """The emulators' latency profile, when the run used them (groups the report's curves)."""
     text: str = ""
     reply: str = ""
     speculative: str | None = None

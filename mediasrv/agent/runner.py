@@ -460,6 +460,8 @@ class AgentRunner:
         self._closed = False
         self._audible = False
         self.summaries: list[TurnSummary] = []
+        self.profile: str | None = None
+        """Latency profile of the emulators in use (set by the service; recorded per turn)."""
         # call flow
         use_flow = planner is not None and bool(config.nodes or config.variables)
         self.planner = planner if use_flow else None
@@ -671,6 +673,8 @@ class AgentRunner:
 
     def _report(self, tl: TurnTimeline) -> None:
         summary = tl.summary()
+        if self.profile is not None:
+            summary = msgspec.structs.replace(summary, profile=self.profile)
         self.summaries.append(summary)
         self._submit(summary)
         if self.on_turn is not None:

@@ -219,6 +219,7 @@ class AgentService:
             greetings=self.greetings,
             control=self,
         )
+        runner.profile = self.profile_name
         self.runners.append(runner)
         return runner
 

@@ -25,15 +25,36 @@ Method:
    normalised cross-correlation of the decoded signals within ``fine_search_samples`` of it;
    (c) a regularised least-squares FIR of ``taps`` taps centred on that lag, over
    ``fit_window_ms`` (gain plus the line's dispersion). The fit becomes *the* echo path only if
-   it cancels at least ``accept_cancel_db`` of the inbound energy over its window. Caller speech
-   cannot be fitted from the reference, so a window with double talk never yields a path and the
-   previous path stays.
+   it cancels at least ``accept_cancel_db`` of the inbound energy over its window (and more than
+   the current path does there). Caller speech cannot be fitted from the reference, so a window
+   with double talk never yields a path and the previous path stays.
 3. **Per-frame verdict** (cheap: one short FIR and two dot products). The frame minus the path's
    echo estimate is the *residual*. The frame is echo when the residual is at least
    ``echo_cancel_db`` below the frame (the echo explains its energy) or the residual is no louder
    than the line's noise floor. Caller speech on top of the echo stays in the residual: not echo.
-4. Frames quieter than ``min_level_db`` are never echo (there is nothing to explain), and before
-   any path is found no frame is echo: the guard never suppresses what it cannot explain.
+4. **Re-alignment on a miss.** A loud frame the path does not explain (or any loud frame before
+   there is a path) is searched again *on that frame*, and judged again if a path is adopted:
+
+   * with a path, the same FIR is slid over +-``realign_ms`` of its delay. The outbound timeline
+     is placed on the sender's clock (frame after frame, or "now" after a gap), so each time
+     playback restarts its offset to the real playback can step by up to a frame or so while the
+     line itself stays the same: without this, the frames after such a step slipped through
+     until the next periodic search. The energy each shift's estimate would have is checked
+     first (``|y - est| >= |y| - |est|``): a frame louder than any echo the path can make there
+     is double talk and costs no correlation;
+   * without a path (the start of a call, before the periodic search has enough history), the
+     delay is searched over the whole range on the last ``realign_frames`` frames and a FIR is
+     fitted there: the first loud echo frame already finds the path.
+
+   Either way the new path must cancel ``accept_cancel_db`` of what it is fitted to, and a fit
+   louder than ``max_gain_db`` is refused (an acoustic echo comes back attenuated; the same
+   sound at full level is someone saying it). Caller speech cannot be explained by the
+   reference at any delay, so it is never adopted. After ``realign_every_miss`` misses in a row
+   (double talk) only every other frame is re-aligned, to bound the cost; the periodic refresh
+   adopts a fit only if it beats the current path on its window, and is skipped while the path
+   cancels the latest frame by ``good_cancel_db`` or more.
+5. Frames quieter than ``min_level_db`` are never echo (there is nothing to explain), and a frame
+   that no path explains is never echo: the guard never suppresses what it cannot explain.
 
 Rules: no I/O, no clock, no logging above DEBUG. This module only *reports* echo; the barge-in
 decision stays with :class:`~mediasrv.turns.detector.TurnDetector` and the runner, which should
@@ -338,7 +359,7 @@ class EchoGuard:
         if score[m] < cfg.realign_min_corr**2:
             return False
         fit = self._fit_at(stop, hi - m, n)
-        if fit is None or fit[2] < cfg.accept_cancel_db:
+        if fit is None or not self._explains(float(np.dot(yy, yy)) / cfg.realign_frames, fit[2]):
             return False
         self._h, self._lag0 = fit[0], fit[1]
         return True
@@ -365,7 +386,7 @@ class EchoGuard:
         e_est = (sq[n + c : len(sq) - taps + 1 + c] - sq[c : len(sq) - n - taps + 1 + c]) * gain
         # |y - est|^2 >= (|y| - |est|)^2: only a shift whose echo has about the frame's energy can
         # cancel accept_cancel_db (with a margin: the energies here are approximate).
-        r = 10.0 ** (-cfg.accept_cancel_db / 20.0)
+        r = 10.0 ** (-cfg.echo_cancel_db / 20.0)
         plausible = (e_est >= e_in * (1.0 - r) ** 2 / 2.0) & (e_est <= e_in * (1.0 + r) ** 2 * 2.0)
         if not plausible.any():
             return False
@@ -375,10 +396,27 @@ class EchoGuard:
         lag0 = self._lag0
         self._lag0 = lag0 + shift
         res = y - self._estimate(stop - n, stop)
-        if 10.0 * math.log10(e_in / (float(np.dot(res, res)) + _EPS)) < cfg.accept_cancel_db:
+        if not self._explains(e_in, 10.0 * math.log10(e_in / (float(np.dot(res, res)) + _EPS))):
             self._lag0 = lag0
             return False
         return True
+
+    def _explains(self, e_frame: float, cancel_db: float) -> bool:
+        """May a path that cancels ``cancel_db`` of a frame of energy ``e_frame`` be adopted?
+
+        It must cancel ``accept_cancel_db``, or, for a quiet frame whose achievable cancellation
+        the line noise limits, ``echo_cancel_db`` down to the noise floor.
+        """
+        cfg = self.config
+        if cancel_db >= cfg.accept_cancel_db:
+            return True
+        floor = self._floor_db
+        res_level = _level_db(e_frame) - cancel_db
+        return (
+            cancel_db >= cfg.echo_cancel_db
+            and not math.isnan(floor)
+            and res_level <= floor + cfg.floor_margin_db
+        )
 
     def _store(self, frame: bytes, stop: int, samples: _Timeline, env: _Timeline) -> float | None:
         """Decode a frame into ``samples`` and its block amplitudes into ``env``; its energy."""

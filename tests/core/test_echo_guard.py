@@ -115,6 +115,41 @@ def test_echo_is_recognised_and_caller_speech_over_it_is_not(delay_ms: int, gain
     assert np.array([v.echo_likely for v in verdicts])[before].mean() >= 0.85  # includes convergence
 
 
+def _longest_run(flags: np.ndarray) -> int:
+    run = best = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
+@pytest.mark.parametrize("gain_db", [-6, -12])
+@pytest.mark.parametrize("delay_ms", [40, 120, 200])
+@pytest.mark.parametrize("step_ms", [0, 13, -8])
+def test_no_two_echo_frames_in_a_row_slip_through(delay_ms: int, gain_db: int, step_ms: int) -> None:
+    """From the first echo frame of the call on, and across a playback restart whose timeline
+    offset stepped by ``step_ms`` (the sender places the first frame after a gap at "now"), the
+    guard never misses two audible echo frames in a row: the runner acts on two (its debounce).
+    """
+    agent, _ = _speech()
+    first, second = agent[: 8000 * 3], agent[8000 * 3 : 8000 * 6]
+    gap = np.zeros(4000)
+    outbound = np.concatenate([first, gap, second])
+    part1 = np.concatenate([first, gap, np.zeros_like(second)])
+    part2 = np.concatenate([np.zeros_like(first), gap, second])
+    if step_ms < 0:  # the echo of the second part comes earlier than the path found before
+        part2 = np.concatenate([part2[-step_ms * 8 :], np.zeros(-step_ms * 8)])
+    echo = _line(part1, delay_ms, gain_db) + _line(part2, delay_ms + max(step_ms, 0), gain_db)
+    noise = np.random.default_rng(delay_ms - gain_db).normal(0.0, 30.0, len(outbound))
+    _, verdicts = _run(outbound, echo + noise)
+    n = len(verdicts)
+    audible = _levels_db(echo, n) > 10 * np.log10(900 + 1) + 6
+    missed = audible & ~np.array([v.echo_likely for v in verdicts])
+    assert audible.sum() > 100
+    assert _longest_run(missed) <= 1, np.nonzero(missed)[0]
+    assert missed.mean() <= 0.02
+
+
 def test_caller_without_any_echo_is_never_suppressed() -> None:
     """A handset call: the agent talks, nothing comes back, the caller talks over it."""
     agent, caller_pcm = _speech()

@@ -5,8 +5,8 @@ the trials live in ``bench/bargein_eval.py`` (which prints the full table with m
 
 * caller speech onset (labelled ``speech_start_ms``) -> ``clear`` received: p95 <= 120 ms, over
   4 cut-ins (greeting and long replies) on 2 calls;
-* the agent's own audio fed back into the caller's line at -6 dB / 40 ms, -6 dB / 120 ms and
-  -12 dB / 200 ms, the caller silent: no ``clear``, no barge-in, no pause/resume, the whole
+* the agent's own audio fed back into the caller's line at -6 dB (40, 120, 200 ms) and -12 dB
+  (40, 200 ms), the caller silent: no ``clear``, no barge-in, no pause/resume, the whole
   greeting heard;
 * the caller talking over the agent with -6 dB / 120 ms echo on the line: a barge-in still happens.
 
@@ -41,20 +41,11 @@ from mediasrv.timing import percentile  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-ECHO_WEAK = (
-    "known limit: at -12 dB and 200 ms the echo guard still lets single frames through now and then "
-    "(about 1-2 a call); the runner's 2-frame debounce removes most, not all (bench/bargein_eval.py)"
-)
-ECHO_CASES = ((-6.0, 40.0), (-6.0, 120.0), (-12.0, 200.0))
-ECHO_PARAMS = [
-    pytest.param(g, d, marks=pytest.mark.xfail(strict=False, reason=ECHO_WEAK)) if g <= -12 else (g, d)
-    for g, d in ECHO_CASES
-]
+ECHO_CASES = ((-6.0, 40.0), (-6.0, 120.0), (-6.0, 200.0), (-12.0, 40.0), (-12.0, 200.0))
 SPEECH_CASE = (-6.0, 120.0)
 BARGE_INS = 4
 LATE_LOOP_MS = 5.0
 """Loop lateness p95 above which the timing is not trusted on the first try."""
-
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -90,7 +81,7 @@ async def test_barge_in_onset_to_clear_p95(evaluation: EvalResult) -> None:
     assert all(t.barge_ins == 1 for t in trials), f"each cut-in is one barge-in: {trials}"
 
 
-@pytest.mark.parametrize(("gain_db", "delay_ms"), ECHO_PARAMS, ids=lambda v: f"{v:g}")
+@pytest.mark.parametrize(("gain_db", "delay_ms"), ECHO_CASES, ids=lambda v: f"{v:g}")
 async def test_echo_alone_never_barges_in(evaluation: EvalResult, gain_db: float, delay_ms: float) -> None:
     """The agent's own echo on a silent line: no clear, no barge-in, no pause, all of it heard."""
     (trial,) = [e for e in evaluation.echo if (e.gain_db, e.delay_ms) == (gain_db, delay_ms)]
