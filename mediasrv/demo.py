@@ -208,6 +208,14 @@ class Demo:
         await self._wait_connected(caller)
         greeting = await self._next_timeline(state, 8.0)
         if greeting is not None:
+            # The greeting's origin is Telnyx's `start` frame: its delay is start -> first frame.
+            delay = _ms(greeting.get("speech_end"), greeting.get("first_frame"))
+            if not self.opts.json:
+                print(
+                    f"{index:>4} {0:>4}  {'(call answered)':<36} {_clip(greeting.reply, 36):<36} "
+                    f"{'':>5} {'':>5} {'':>5} {_fmt(delay):>6}  start->first frame",
+                    flush=True,
+                )
             await self._wait_quiet(caller)
         for turn, utt in enumerate(self.utterances, start=1):
             barge = self.opts.barge_in_turn == turn and turn < len(self.utterances)
