@@ -103,6 +103,8 @@ FRAME_MS = 20
 ULAW_BYTES_PER_MS = 8
 ECHO_FRAME = VadResult(prob=0.0, speech=False, active=False, energy_db=0.0, noise_db=0.0)
 """What the turn detector sees for a frame the echo guard attributes to our own voice."""
+SILENT_FRAME = b"\xff" * 160
+"""mu-law silence: what the supervisor hears in place of a frame of our own echo."""
 ECHO_TAIL_FRAMES = 15
 """Frames the echo guard keeps judging after our audio stops (the echo path's delay)."""
 ECHO_DEBOUNCE_FRAMES = 2
@@ -544,19 +546,19 @@ class AgentRunner:
             self.turns.set_agent_speaking(audible, self.audio_ms)
             sup.on_agent_speaking(audible, self.audio_ms)
         vad = self.vad.process_ulaw(ulaw)
-        if not sup.finished:
-            sup.on_frame(ulaw, vad.active, self.audio_ms)
-            self._supervise()
+        heard = ulaw
         if audible or self._echo_tail:
             # The guard sees every frame while we talk (it needs the inbound history to find
             # the echo path before the echo's first loud frame), and a little after.
             self._echo_tail = ECHO_TAIL_FRAMES if audible else self._echo_tail - 1
             echo = self.echo.assess_inbound(ulaw, self.audio_ms).echo_likely
             if vad.speech and echo:
-                # Our own voice coming back (speakerphone): never let it open an overlap.
+                # Our own voice coming back (speakerphone): never let it open an overlap,
+                # and never let the supervisor take it for a caller's monologue or a beep.
                 self.counters.echo_frames += 1
                 self._voice_run = 0
                 vad = ECHO_FRAME
+                heard = SILENT_FRAME
             elif audible and vad.speech:
                 # Caller voice over the agent must last ECHO_DEBOUNCE_FRAMES frames: a single
                 # frame the guard could not explain is not enough to cut the agent off.
@@ -565,6 +567,9 @@ class AgentRunner:
                     vad = ECHO_FRAME
             else:
                 self._voice_run = 0
+        if not sup.finished:
+            sup.on_frame(heard, vad.active, self.audio_ms)
+            self._supervise()
         self.turns.on_vad(vad, self.audio_ms)
         self._handle_turn_events(now)
 
