@@ -546,19 +546,20 @@ class AgentRunner:
             self.turns.set_agent_speaking(audible, self.audio_ms)
             sup.on_agent_speaking(audible, self.audio_ms)
         vad = self.vad.process_ulaw(ulaw)
-        heard = ulaw
+        heard, caller_active = ulaw, vad.active
         if audible or self._echo_tail:
             # The guard sees every frame while we talk (it needs the inbound history to find
             # the echo path before the echo's first loud frame), and a little after.
             self._echo_tail = ECHO_TAIL_FRAMES if audible else self._echo_tail - 1
             echo = self.echo.assess_inbound(ulaw, self.audio_ms).echo_likely
+            if echo:
+                heard = SILENT_FRAME
             if vad.speech and echo:
                 # Our own voice coming back (speakerphone): never let it open an overlap,
                 # and never let the supervisor take it for a caller's monologue or a beep.
                 self.counters.echo_frames += 1
                 self._voice_run = 0
                 vad = ECHO_FRAME
-                heard = SILENT_FRAME
             elif audible and vad.speech:
                 # Caller voice over the agent must last ECHO_DEBOUNCE_FRAMES frames: a single
                 # frame the guard could not explain is not enough to cut the agent off.
@@ -567,8 +568,11 @@ class AgentRunner:
                     vad = ECHO_FRAME
             else:
                 self._voice_run = 0
+            # While our audio may be on the line, only voice the guard could not explain is
+            # the caller's (the VAD's hangover over our own echo is not).
+            caller_active = vad.active and vad.speech
         if not sup.finished:
-            sup.on_frame(heard, vad.active, self.audio_ms)
+            sup.on_frame(heard, caller_active, self.audio_ms)
             self._supervise()
         self.turns.on_vad(vad, self.audio_ms)
         self._handle_turn_events(now)

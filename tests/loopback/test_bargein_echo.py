@@ -105,3 +105,16 @@ async def test_speech_over_echo_still_barges_in(evaluation: EvalResult) -> None:
     (trial,) = evaluation.echo_speech
     assert trial.onset_to_clear_ms is not None, f"no clear after the caller spoke: {trial}"
     assert trial.barge_ins >= 1, f"no barge-in: {trial}"
+
+
+async def test_echo_through_a_long_reply_plays_it_to_the_end() -> None:
+    """Echo on the line through the greeting and a long reply: nothing cuts the agent off.
+
+    Regression: the call supervisor once took our own echo for a caller's monologue (a
+    voicemail verdict) and hung up 12 s into the call.
+    """
+    async with BargeInHarness() as h:
+        trial = await echo_call(h, -12.0, 120.0, with_reply=True)
+    assert trial.clears == 0, trial
+    assert trial.counters.barge_ins == 0 and trial.counters.false_interruptions == 0, trial
+    assert trial.finished and trial.passed, trial
