@@ -31,6 +31,7 @@ from mediasrv.agent.kb import KnowledgeBase
 from mediasrv.agent.planner import TurnPlanner
 from mediasrv.agent.ports import TtsAudio, TtsDone
 from mediasrv.agent.runner import AgentRunner, GreetingCache
+from mediasrv.agent.store import KEY_ENV
 from mediasrv.errors import ConfigError, ProviderError, RemoteProtocolError
 from mediasrv.metrics import Metrics, turn_log_line
 from mediasrv.providers.llm.anthropic_client import AnthropicChat
@@ -45,15 +46,8 @@ log = logging.getLogger("mediasrv.agent")
 GREETING_WARMUP_S = 10.0
 turn_log = logging.getLogger("mediasrv.turns")
 
-ENV_KEYS = {
-    "soniox": "SONIOX_API_KEY",
-    "elevenlabs": "ELEVENLABS_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "xai": "XAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "telnyx": "TELNYX_API_KEY",
-    "telnyx_public_key": "TELNYX_PUBLIC_KEY",
-}
+ENV_KEYS = KEY_ENV
+"""Provider -> environment variable of its key (one table, kept by the agent store)."""
 
 
 class Endpoints(msgspec.Struct, kw_only=True):
