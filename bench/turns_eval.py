@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import random
 import sys
 import wave
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +37,7 @@ import numpy as np
 from mediasrv.codec import array_to_ulaw
 from mediasrv.corpus import dev_corpus
 from mediasrv.profiles import PROFILES, Profile
+from mediasrv.tools.turns_tool import ScriptedStt
 from mediasrv.turns import EndOfTurn, TurnConfig, TurnDetector, UserPaused, UserResumed
 from mediasrv.vad import VadConfig, VoiceActivityDetector
 
@@ -141,50 +141,19 @@ def load_corpus(corpus_dir: Path = DEFAULT_CORPUS) -> list[Utterance]:
 # --------------------------------------------------------------------------- the STT side
 
 
-class SonioxFeed:
-    """Drives the Soniox emulator core with the call's audio and delivers its results."""
+class SonioxFeed(ScriptedStt):
+    """The offline tool's Soniox feed (``mediasrv turns``), noting when ``<end>`` first came."""
 
     def __init__(self, utt: Utterance, profile: Profile, seed: int) -> None:
-        from mediasrv.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
-
-        self.profile = profile
-        script = SttScript([ScriptUtterance.from_label(utt.label)])
-        self.core = SonioxScript(profile=profile, script=script, rng=random.Random(seed))
-        self._pending: list[tuple[int, list[Any]]] = []
+        super().__init__(utt.label, profile, seed)
         self.first_end_ms: int | None = None
 
-    def receive_audio(self, frame: bytes, t_ms: int) -> list[Any]:
-        """Send one frame; return the results due at ``t_ms`` (including finalize answers)."""
-        due = [m for at, msgs in self._pending if at <= t_ms for m in msgs]
-        self._pending = [(at, msgs) for at, msgs in self._pending if at > t_ms]
-        return due + self.core.receive_audio(frame)
-
-    def finalize(self, t_ms: int) -> None:
-        """Send ``finalize``; its answer arrives ``stt_finalize_ms`` later."""
-        self._pending.append((t_ms + self.profile.stt_finalize_ms, self.core.finalize()))
-
-    def deliver(self, messages: list[Any], t_ms: int, detector: TurnDetector | None) -> None:
-        """Hand results to the detector as the Soniox stream assembler would."""
-        for message in messages:
-            delta, nonfinal, end_ms, markers = "", "", None, []
-            for tok in message.tokens:
-                if tok.text in ("<end>", "<fin>"):
-                    markers.append("end" if tok.text == "<end>" else "fin")
-                    continue
-                if tok.is_final:
-                    delta += tok.text
-                else:
-                    nonfinal += tok.text
-                if tok.end_ms is not None:
-                    end_ms = max(end_ms or 0, tok.end_ms)
-            if "end" in markers and self.first_end_ms is None:
-                self.first_end_ms = t_ms
-            if detector is None:
-                continue
-            if delta or nonfinal or message.tokens:
-                detector.on_tokens(delta, nonfinal, t_ms, audio_end_ms=end_ms)
-            for kind in markers:
-                detector.on_endpoint("end" if kind == "end" else "fin", t_ms)
+    def deliver(self, messages: Sequence[Any], t_ms: int, detector: TurnDetector | None) -> None:  # type: ignore[override]
+        """Hand results to the detector (if any) and remember the first ``<end>``."""
+        if self.first_end_ms is None and any(t.text == "<end>" for m in messages for t in m.tokens):
+            self.first_end_ms = t_ms
+        if detector is not None:
+            ScriptedStt.deliver(messages, t_ms, detector)
 
 
 # ------------------------------------------------------------------------------ runners
