@@ -85,6 +85,7 @@ from mediasrv.timing import TurnSummary, TurnTimeline
 from mediasrv.turns import (
     Backchannel,
     BargeIn,
+    Completeness,
     EndOfTurn,
     OverlapDiscarded,
     OverlapStarted,
@@ -93,6 +94,7 @@ from mediasrv.turns import (
     TurnState,
     UserPaused,
     UserResumed,
+    assess_completeness,
 )
 from mediasrv.turns.echo import EchoGuard, text_is_echo
 from mediasrv.vad import VadResult, VoiceActivityDetector
@@ -277,6 +279,9 @@ class Reply:
     async def _run_llm(self, request: LLMRequest, say_field: str | None) -> None:
         loop = asyncio.get_running_loop()
         tl = self.timeline
+        # A restarted speculation owns the timeline from here: drop the stamps of the one before.
+        for stale in ("llm_ttft", "llm_done", "tts_first_text", "tts_ttfb"):
+            tl.stamps.pop(stale, None)
         tl.stamp("llm_start", loop.time(), overwrite=True)
         splitter = ClauseSplitter()
         say = SayExtractor(say_field) if say_field else None
@@ -853,15 +858,33 @@ class AgentRunner:
         return bool(heard) and text_is_echo(heard, recent)
 
     def _refresh_speculation(self) -> None:
-        """Words arrived during the pause: restart the speculative reply on the fresher text."""
+        """Keep the speculative reply on the freshest words (early kick-off on partials).
+
+        During a pause, new words restart the speculation on the fresher text. While the VAD
+        still hears the caller (line noise can hold it on after the last word), a transcript
+        that already reads as a finished sentence starts one too; words that make it
+        unfinished again drop it. Nothing speculative plays before the end of turn.
+        """
+        state = self.turns.state
         spec = self.speculation
-        if spec is None or self.turns.state is not TurnState.USER_PAUSED or self.timeline is None:
-            return
         text = self.turns.turn_text
-        if not text.strip() or normalise(text) == normalise(spec.prompt_text):
+        if state is TurnState.USER_PAUSED:
+            if spec is None or self.timeline is None or not text.strip():
+                return
+            if normalise(text) != normalise(spec.prompt_text):
+                self._drop_speculation()
+                self.speculation = self._start_turn(self.timeline, text, speculative=True)
             return
-        self._drop_speculation()
-        self.speculation = self._start_turn(self.timeline, text, speculative=True)
+        if state not in (TurnState.USER_SPEAKING, TurnState.USER_PAUSING):
+            return
+        if spec is not None and normalise(text) == normalise(spec.prompt_text):
+            return
+        finished = bool(text.strip()) and assess_completeness(text).verdict is Completeness.COMPLETE
+        if spec is not None:
+            self._drop_speculation()
+        if finished and self.config.speculative and not self.supervisor.hold_replies:
+            tl = self._new_timeline(asyncio.get_running_loop().time())
+            self.speculation = self._start_turn(tl, text, speculative=True)
 
     def _drop_speculation(self) -> None:
         spec, self.speculation = self.speculation, None
