@@ -35,11 +35,12 @@ import math
 import random
 from array import array
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
 
+from mediasrv.codec import alaw_decode, ulaw_decode
 from mediasrv.profiles import Profile
 from mediasrv.providers.soniox.messages import (
     END_MARKER,
@@ -67,24 +68,12 @@ PIECE_SPLIT_CHARS: Final = 6
 """Words at least this long are sent as two sub-word tokens."""
 
 
-def _mulaw_square(code: int) -> int:
-    code = ~code & 0xFF
-    magnitude = (((code & 0x0F) << 3) + 0x84) << ((code >> 4) & 0x07)
-    return (magnitude - 0x84) ** 2
+def _squares(decode: Callable[[bytes], bytes]) -> tuple[int, ...]:
+    """Each code's squared linear value (int16 scale), from the project's G.711 decoder."""
+    return tuple(v * v for v in array("h", decode(bytes(range(256)))))
 
 
-def _alaw_square(code: int) -> int:
-    code ^= 0x55
-    exponent = (code >> 4) & 0x07
-    mantissa = code & 0x0F
-    magnitude = (mantissa << 4) + 8 if exponent == 0 else ((mantissa << 4) + 0x108) << (exponent - 1)
-    return int(magnitude) ** 2
-
-
-_SQUARES: Final[dict[str, tuple[int, ...]]] = {
-    "mulaw": tuple(_mulaw_square(c) for c in range(256)),
-    "alaw": tuple(_alaw_square(c) for c in range(256)),
-}
+_SQUARES: Final[dict[str, tuple[int, ...]]] = {"mulaw": _squares(ulaw_decode), "alaw": _squares(alaw_decode)}
 
 
 def block_energy_db(block: bytes, audio_format: str) -> float:

@@ -50,10 +50,12 @@ Driving it from the shell::
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Final, Literal
 
 import msgspec
 
+from mediasrv.codec import ulaw_decode, ulaw_encode
 from mediasrv.errors import ConfigError
 
 __all__ = [
@@ -82,24 +84,13 @@ _EPS_S: Final = 1e-9
 ConcealMode = Literal["repeat", "silence"]
 
 
-def _ulaw_to_linear(code: int) -> int:
-    """Decode one G.711 mu-law byte to a 14-bit-range linear sample (ITU-T G.711)."""
-    code = ~code & 0xFF
-    exponent = (code >> 4) & 0x07
-    magnitude = ((((code & 0x0F) << 3) + 0x84) << exponent) - 0x84
-    return -magnitude if code & 0x80 else magnitude
+def _half_gain_table() -> bytes:
+    """Each mu-law code mapped to the code of half its amplitude, through the exact G.711 codec."""
+    linear = array("h", ulaw_decode(bytes(range(256))))
+    return ulaw_encode(array("h", (int(v / 2) for v in linear)).tobytes())
 
 
-def _linear_to_ulaw(sample: int) -> int:
-    """Encode one linear sample to a G.711 mu-law byte (bias 0x84, clip 32635)."""
-    sign = 0x80 if sample < 0 else 0
-    biased = min(abs(sample), 32635) + 0x84
-    exponent = biased.bit_length() - 8
-    mantissa = (biased >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
-
-
-ULAW_HALF_GAIN: Final[bytes] = bytes(_linear_to_ulaw(int(_ulaw_to_linear(c) / 2)) for c in range(256))
+ULAW_HALF_GAIN: Final[bytes] = _half_gain_table()
 """``bytes.translate`` table: a mu-law byte to the mu-law byte of half its amplitude (-6 dB)."""
 
 
