@@ -8,41 +8,66 @@ daemon can be tried with a simulated caller and no keys at all.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 
 from mediasrv.agent.config import AgentConfig, load_agent
 from mediasrv.agent.service import AgentService, Endpoints, endpoints_from_env
+from mediasrv.emulators.elevenlabs import ElevenLabsEmulator
+from mediasrv.emulators.llm import LLMEmulator
+from mediasrv.emulators.soniox import SonioxEmulator
 from mediasrv.errors import ConfigError
-from mediasrv.profiles import get_profile
+from mediasrv.profiles import Profile, get_profile
 from mediasrv.server import MEDIA_PATH, Daemon, ServerConfig, serve
 
 
-async def _emulated_endpoints(profile_name: str, closers: list[object]) -> Endpoints:
-    from mediasrv.emulators.elevenlabs import ElevenLabsEmulator
-    from mediasrv.emulators.llm import LLMEmulator
-    from mediasrv.emulators.soniox import SonioxEmulator
+class EmulatedProviders:
+    """The Soniox, ElevenLabs and OpenAI-compatible emulators on one profile, and their endpoints.
 
-    profile = get_profile(profile_name)
-    rng = random.Random(7)
-    soniox = SonioxEmulator(profile=profile, api_key="local", rng=random.Random(rng.random()))
-    eleven = ElevenLabsEmulator(profile=profile, api_key="local", rng=random.Random(rng.random()))
-    llm = LLMEmulator(profile=profile, api_key="local", rng=random.Random(rng.random()))
-    urls = [await soniox.start(), await eleven.start(), await llm.start()]
-    closers.extend([soniox.close, eleven.close, llm.close])
+    Shared by ``serve --emulate`` and the demo. Start with :meth:`start`; ``close`` stops all three.
+    """
+
+    def __init__(
+        self, soniox: SonioxEmulator, eleven: ElevenLabsEmulator, llm: LLMEmulator, key: str
+    ) -> None:
+        self.soniox = soniox
+        self.eleven = eleven
+        self.llm = llm
+        self.endpoints = Endpoints(
+            soniox_url=soniox.url,
+            soniox_key=key,
+            elevenlabs_url=eleven.url,
+            elevenlabs_key=key,
+            llm_base_url=llm.url,
+            llm_key=key,
+            llm_tag_purpose=True,
+        )
+
+    @classmethod
+    async def start(cls, profile: Profile, rng: random.Random, key: str) -> EmulatedProviders:
+        """Start the three emulators on 127.0.0.1 (any free ports); ``rng`` seeds each one."""
+        soniox = SonioxEmulator(profile=profile, api_key=key, rng=random.Random(rng.random()))
+        eleven = ElevenLabsEmulator(profile=profile, api_key=key, rng=random.Random(rng.random()))
+        llm = LLMEmulator(profile=profile, api_key=key, rng=random.Random(rng.random()))
+        await asyncio.gather(soniox.start(), eleven.start(), llm.start())
+        return cls(soniox, eleven, llm, key)
+
+    async def close(self) -> None:
+        """Stop the three emulators."""
+        await asyncio.gather(self.soniox.close(), self.eleven.close(), self.llm.close())
+
+
+async def _emulated_endpoints(profile_name: str, closers: list[object]) -> Endpoints:
+    providers = await EmulatedProviders.start(get_profile(profile_name), random.Random(7), "local")
+    closers.append(providers.close)
+    ep = providers.endpoints
     print(
-        f"emulated providers ({profile_name}): soniox {urls[0]}, elevenlabs {urls[1]}, llm {urls[2]}",
+        f"emulated providers ({profile_name}): soniox {ep.soniox_url}, elevenlabs {ep.elevenlabs_url}, "
+        f"llm {ep.llm_base_url}",
         flush=True,
     )
-    return Endpoints(
-        soniox_url=urls[0],
-        soniox_key="local",
-        elevenlabs_url=urls[1],
-        elevenlabs_key="local",
-        llm_base_url=urls[2],
-        llm_key="local",
-        llm_tag_purpose=True,
-    )
+    return ep
 
 
 def _prepare_paths(agent_path: str, records: str | None) -> tuple[str, str | None]:

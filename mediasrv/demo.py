@@ -28,12 +28,10 @@ from typing import Any
 import msgspec
 
 from mediasrv.agent.config import AgentConfig, load_agent
-from mediasrv.agent.service import AgentService, Endpoints
+from mediasrv.agent.service import AgentService
+from mediasrv.agent_mode import EmulatedProviders
 from mediasrv.corpus import Utterance, load_labels, read_wav_ulaw
 from mediasrv.emulators.caller import SimulatedCaller
-from mediasrv.emulators.elevenlabs import ElevenLabsEmulator
-from mediasrv.emulators.llm import LLMEmulator
-from mediasrv.emulators.soniox import SonioxEmulator
 from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript
 from mediasrv.emulators.telnyx import TelnyxEmulator
 from mediasrv.profiles import get_profile
@@ -135,22 +133,10 @@ class Demo:
     async def start(self) -> None:
         """Start the emulators and the daemon, and wire them together."""
         rng = random.Random(self.opts.seed)
-        self.soniox = SonioxEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
-        self.eleven = ElevenLabsEmulator(
-            profile=self.profile, api_key="demo", rng=random.Random(rng.random())
-        )
-        self.llm = LLMEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
-        urls = await asyncio.gather(self.soniox.start(), self.eleven.start(), self.llm.start())
-        self._closers += [self.soniox.close, self.eleven.close, self.llm.close]
-        endpoints = Endpoints(
-            soniox_url=urls[0],
-            soniox_key="demo",
-            elevenlabs_url=urls[1],
-            elevenlabs_key="demo",
-            llm_base_url=urls[2],
-            llm_key="demo",
-            llm_tag_purpose=True,
-        )
+        providers = await EmulatedProviders.start(self.profile, rng, "demo")
+        self._closers.append(providers.close)
+        self.soniox, self.eleven, self.llm = providers.soniox, providers.eleven, providers.llm
+        endpoints = providers.endpoints
         records = self.opts.records or str(Path(tempfile.mkdtemp(prefix="mediasrv-demo-")) / "mediasrv.db")
         self.records_path = records
         base_dir = Path(self.opts.agent).parent if self.opts.agent else None
