@@ -78,6 +78,10 @@ class VadConfig:
         floor_max_step_db: the floor never rises more than this per frame.
         floor_init_db: floor before the first frame (the first frame replaces it when lower
             or higher, so the line's own noise level is picked up at once).
+        floor_step_frames: outside speech, after this many consecutive frames with no voice
+            standing out from them (unvoiced, or voiced but within ``onset_snr_db`` of the
+            quietest) the floor rises at once to the quietest of them: a noise step, e.g. the
+            line went from digital silence to a noisy room. 0 turns the rule off.
     """
 
     onset_snr_db: float = 9.0
@@ -92,6 +96,7 @@ class VadConfig:
     floor_up_rate_active: float = 0.005
     floor_max_step_db: float = 0.5
     floor_init_db: float | None = None
+    floor_step_frames: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,8 @@ class VoiceActivityDetector:
         self._active = False
         self._run = 0  # consecutive candidates (inactive) or non-speech frames (active)
         self._unvoiced = 0
+        self._quiet_run = 0  # consecutive unvoiced frames outside speech
+        self._quiet_min_db = math.inf  # the quietest of them
 
     @property
     def active(self) -> bool:
@@ -258,6 +265,20 @@ class VoiceActivityDetector:
 
     def _next_floor(self, floor: float, energy_db: float, voiced: bool) -> float:
         cfg = self.config
+        if self._active or (voiced and energy_db > self._quiet_min_db + cfg.onset_snr_db):
+            self._quiet_run = 0
+            self._quiet_min_db = math.inf
+        else:
+            self._quiet_run += 1
+            if energy_db < self._quiet_min_db:
+                self._quiet_min_db = energy_db
+            if cfg.floor_step_frames and self._quiet_run >= cfg.floor_step_frames:
+                # a stationary stretch with no voice at all: it is the line's noise
+                step_to = self._quiet_min_db
+                self._quiet_run = 0
+                self._quiet_min_db = math.inf
+                if step_to > floor:
+                    return step_to
         if energy_db <= floor:
             return floor + cfg.floor_down_rate * (energy_db - floor)
         if voiced:

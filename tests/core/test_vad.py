@@ -161,6 +161,32 @@ def test_noise_floor_follows_level_changes() -> None:
     assert abs(r3[25].noise_db - floor_quiet) < 2.0  # falls within 0.5 s
 
 
+@pytest.mark.parametrize("noise", ["white", "pink"])
+def test_noise_step_after_digital_silence_does_not_stretch_speech(noise: str) -> None:
+    """Digital silence, then a noisy line: the floor is the noise before the caller speaks.
+
+    A live line that carried digital silence (a muted leg, a carrier's DTX) and then a noisy
+    room must not leave the floor at the silence level: the noise would then count as speech
+    after the caller stops, holding the turn open for up to a second.
+    """
+    rng = np.random.default_rng(4)
+    make = white if noise == "white" else pink
+    silence = np.zeros(2 * RATE)
+    lead, tail = int(0.4 * RATE), int(1.5 * RATE)
+    speech = speech_like(1.2, rng)
+    bed = make(lead + len(speech) + tail, rng)
+    line = scene(bed, np.concatenate([np.zeros(lead), speech]), 15.0, 0.0)
+    results = run_ulaw(VoiceActivityDetector(), np.concatenate([to_int16(silence), line]))
+    start = len(silence) // FRAME
+    floor_before_speech = results[start + lead // FRAME - 1].noise_db
+    level = 10 * np.log10(np.mean(line[:lead].astype(np.float64) ** 2) + 1.0)
+    assert abs(floor_before_speech - level) < 3.0  # the floor is the noise within 0.4 s
+    speech_end = start + (lead + len(speech)) // FRAME
+    active = [i for i, r in enumerate(results) if r.active and r.speech]
+    assert active and active[0] >= start  # the step itself is never speech
+    assert speech_end - 10 <= active[-1] <= speech_end + 8  # ends with the speech (+ hangover)
+
+
 def test_process_pcm_matches_process_ulaw() -> None:
     rng = np.random.default_rng(1)
     pcm = to_int16(scale_to_db(speech_like(1.0, rng) + 0.1 * white(RATE, rng), 60.0))
