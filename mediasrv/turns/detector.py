@@ -31,7 +31,8 @@ Rules:
    ends but never before ``speculate_min_ms`` of silence; speech after it gives ``UserResumed``.
 5. ``EndOfTurn`` fires when the silence reaches the hold, at once on ``<end>`` (unless the text
    looks INCOMPLETE or UNSURE: then ``<end>`` only confirms the text, see
-   ``TurnConfig.endpoint_always_commits``), or when the agent starts talking over an open turn.
+   ``TurnConfig.endpoint_always_commits``, and shortens an UNSURE hold to
+   ``endpoint_unsure_hold_ms``), or when the agent starts talking over an open turn.
    ``<fin>`` confirms that the text is current.
 6. No words: after ``no_text_wait_ms`` of silence the turn ends only if the VAD heard at least
    ``min_voiced_ms_without_text`` of speech; otherwise it was noise (``FalseStart``). Words that
@@ -218,6 +219,10 @@ class TurnConfig:
             INCOMPLETE or UNSURE ("my account number is") does not end the turn; it only marks
             the text as current. Soniox documents ``<end>`` as semantic, but a silence-based
             endpoint (or a slow talker) must not cut a caller off mid-clause.
+        endpoint_unsure_hold_ms: the hold of UNSURE text once Soniox has sent ``<end>`` after
+            the last voice: two independent judges (its endpoint model, our text rules) both
+            lean towards "finished", so the turn ends sooner than the UNSURE hold alone, but
+            still later than LIKELY text (a reading of digit groups pauses 300-400 ms).
     """
 
     frame_ms: int = 20
@@ -232,6 +237,7 @@ class TurnConfig:
     backchannel_max_words: int = 3
     backchannel_silence_ms: int = 300
     endpoint_always_commits: bool = False
+    endpoint_unsure_hold_ms: int = 500
 
 
 class TurnDetector:
@@ -256,6 +262,7 @@ class TurnDetector:
         self._text_end_ms: int | None = None  # audio end of the newest word
         self._text_update_ms = -1  # when the text last changed
         self._fin_ms = -1
+        self._endpoint_ms = -1  # when Soniox last sent <end>
         self._last_voice_ms = 0
         self._voiced_ms = 0
         self._now_ms = 0
@@ -365,8 +372,10 @@ class TurnDetector:
             verdict = assess_completeness(self.turn_text).verdict
             if verdict <= Completeness.UNSURE and not self.config.endpoint_always_commits:
                 # The words end on "is", "and", a filler, half a phone number or a bare first
-                # name: take <end> as "the text is current" and wait out the hold instead.
+                # name: take <end> as "the text is current" and wait out the hold instead
+                # (shortened for UNSURE text, see TurnConfig.endpoint_unsure_hold_ms).
                 self._fin_ms = t_ms
+                self._endpoint_ms = t_ms
                 self._evaluate_pause(t_ms)
                 return
             self._commit(t_ms, "endpoint", verdict)
@@ -493,6 +502,8 @@ class TurnDetector:
 
     def _hold_ms(self, verdict: Completeness) -> int:
         hold = self.config.hold_ms[verdict]
+        if verdict is Completeness.UNSURE and self._endpoint_ms >= self._last_voice_ms:
+            hold = min(hold, self.config.endpoint_unsure_hold_ms)
         if not self._covered():
             hold = max(hold, self.config.stale_text_wait_ms)
         return hold

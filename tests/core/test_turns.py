@@ -186,6 +186,41 @@ def test_soniox_end_after_an_unfinished_clause(always: bool) -> None:
     assert bool(call.of(EndOfTurn)) is always
 
 
+def _account_number_then(endpoint: bool, resume_after_ms: int | None = None) -> Call:
+    """'my account number is 456789' (UNSURE: variable length), <end> 300 ms into the silence."""
+    call = Call()
+    call.voice(1000)
+    call.say(" my account number is four five six seven eight nine", "", at_ms=1060, audio_end_ms=1000)
+    call.quiet(300)
+    if endpoint:
+        call.det.on_endpoint("end", call.t)
+        call.events += call.det.events_received()
+    if resume_after_ms is not None:
+        call.quiet(resume_after_ms - 300)
+        call.say(" one two three", "", at_ms=call.t + 460, audio_end_ms=call.t + 400)
+        call.voice(400)
+    call.quiet(1500)
+    return call
+
+
+def test_soniox_end_shortens_an_unsure_hold() -> None:
+    unsure = TurnConfig().hold_ms[Completeness.UNSURE]
+    alone = _account_number_then(endpoint=False).of(EndOfTurn)[0]
+    agreed = _account_number_then(endpoint=True).of(EndOfTurn)[0]
+    assert alone.t_ms - 1000 >= unsure  # our rules alone wait the whole UNSURE hold
+    assert agreed.t_ms - 1000 == TurnConfig().endpoint_unsure_hold_ms < unsure
+    assert agreed.reason == "silence" and agreed.verdict is Completeness.UNSURE
+
+
+def test_speech_after_soniox_end_restores_the_unsure_hold() -> None:
+    # the caller reads the next digit group 450 ms into the pause: <end> no longer counts
+    call = _account_number_then(endpoint=True, resume_after_ms=450)
+    ends = call.of(EndOfTurn)
+    assert len(ends) == 1 and ends[0].text.endswith("nine one two three")
+    # six + three digits of a variable-length number: UNSURE again, the full hold applies
+    assert ends[0].t_ms - (1000 + 460 + 400) >= TurnConfig().hold_ms[Completeness.UNSURE]
+
+
 def test_user_resumes_after_a_tentative_pause() -> None:
     call = Call()
     call.voice(700)
