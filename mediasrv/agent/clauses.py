@@ -40,7 +40,7 @@ class ClauseSplitter:
     """
 
     def __init__(
-        self, *, first_min_words: int = 1, first_max_words: int = 5, later_min_chars: int = 40
+        self, *, first_min_words: int = 1, first_max_words: int = 3, later_min_chars: int = 40
     ) -> None:
         self._buf = ""
         self._first = True
