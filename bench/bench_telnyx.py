@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
-CORPUS_WAV = (dev_corpus() / "dev002.wav")
+CORPUS_WAV = dev_corpus() / "dev002.wav"
 FRAME_BYTES = 160
 FRAME_S = 0.020
 REALTIME_BUDGET_S = 0.02 * FRAME_S  # 2 % of a frame: 400 us

@@ -60,8 +60,15 @@ async def run(name: str, agent: dict[str, Any], args: argparse.Namespace, tmp: P
     agent_file = tmp / f"{name}.json"
     agent_file.write_text(json.dumps(agent))
     opts = DemoOptions(
-        profile=args.profile, calls=args.calls, corpus=str(DEMO_CORPUS), turns=args.turns, json=True,
-        seed=args.seed, agent=str(agent_file), barge_in_turn=None, records=str(tmp / f"{name}.db"),
+        profile=args.profile,
+        calls=args.calls,
+        corpus=str(DEMO_CORPUS),
+        turns=args.turns,
+        json=True,
+        seed=args.seed,
+        agent=str(agent_file),
+        barge_in_turn=None,
+        records=str(tmp / f"{name}.db"),
     )
     demo = Demo(opts)
     try:
@@ -102,8 +109,9 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="flow-overhead-") as tmp:
         for name, agent in variants(Path(args.agent)).items():
             out[name] = await run(name, agent, args, Path(tmp))
-    print(f"flow overhead: profile={args.profile} calls={args.calls} turns/call={args.turns}"
-          f" agent={args.agent}")
+    print(
+        f"flow overhead: profile={args.profile} calls={args.calls} turns/call={args.turns} agent={args.agent}"
+    )
     for name, r in out.items():
         print(
             f"  flow {name:<3}: e2e p50 {fmt(r['p50'])} ms, p95 {fmt(r['p95'])} ms"

@@ -140,8 +140,9 @@ class Demo:
         records = self.opts.records or str(Path(tempfile.mkdtemp(prefix="mediasrv-demo-")) / "mediasrv.db")
         self.records_path = records
         base_dir = Path(self.opts.agent).parent if self.opts.agent else None
-        self.service = AgentService(self.agent, endpoints, on_turn=self._on_turn, base_dir=base_dir,
-                                    records_path=records)
+        self.service = AgentService(
+            self.agent, endpoints, on_turn=self._on_turn, base_dir=base_dir, records_path=records
+        )
         self._closers.append(self.service.aclose)
         await self.service.start()
         factory = self.behaviour_factory(self) if self.behaviour_factory else self.service.new_runner

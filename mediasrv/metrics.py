@@ -55,8 +55,31 @@ __all__ = [
 ]
 
 LATENCY_BUCKETS_MS: Final[tuple[float, ...]] = (
-    10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 600.0,
-    700.0, 800.0, 1000.0, 1250.0, 1500.0, 2000.0, 2500.0, 3000.0, 4000.0, 5000.0, 7500.0, 10000.0,
+    10.0,
+    20.0,
+    30.0,
+    50.0,
+    75.0,
+    100.0,
+    150.0,
+    200.0,
+    250.0,
+    300.0,
+    400.0,
+    500.0,
+    600.0,
+    700.0,
+    800.0,
+    1000.0,
+    1250.0,
+    1500.0,
+    2000.0,
+    2500.0,
+    3000.0,
+    4000.0,
+    5000.0,
+    7500.0,
+    10000.0,
 )
 """Histogram bucket edges in ms: dense around the 500-700 ms target, sparse out to 10 s."""
 
@@ -116,13 +139,17 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.turn_stage_ms = Histogram(
-            "mediasrv_turn_stage_ms", "Duration of each turn stage in milliseconds.",
-            ["stage"], buckets=LATENCY_BUCKETS_MS, registry=r,
+            "mediasrv_turn_stage_ms",
+            "Duration of each turn stage in milliseconds.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_MS,
+            registry=r,
         )
         self.turn_e2e_ms = Histogram(
             "mediasrv_turn_e2e_ms",
             "End of the caller's speech to the first agent frame sent to Telnyx, in milliseconds.",
-            buckets=LATENCY_BUCKETS_MS, registry=r,
+            buckets=LATENCY_BUCKETS_MS,
+            registry=r,
         )
         self.calls = Counter("mediasrv_calls", "Media calls accepted.", registry=r)
         self.calls_failed = Counter(

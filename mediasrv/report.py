@@ -317,10 +317,18 @@ def stage_table(rows: Sequence[TurnRow]) -> list[StageStats]:
             xs = _values(group, attr)
             if xs:
                 a = np.asarray(xs)
-                out.append(StageStats(
-                    profile, stage, len(xs), float(np.percentile(a, 50)), float(np.percentile(a, 95)),
-                    float(a.mean()), float(a.min()), float(a.max()),
-                ))
+                out.append(
+                    StageStats(
+                        profile,
+                        stage,
+                        len(xs),
+                        float(np.percentile(a, 50)),
+                        float(np.percentile(a, 95)),
+                        float(a.mean()),
+                        float(a.min()),
+                        float(a.max()),
+                    )
+                )
             else:
                 out.append(StageStats(profile, stage, 0, None, None, None, None, None))
     return out
@@ -346,15 +354,19 @@ def _markdown_table(stats: Sequence[StageStats]) -> str:
 
 
 def _outcomes_md(rows: Sequence[TurnRow]) -> str:
-    lines = ["| profile | turns | e2e within 600 ms | speculative hit | miss | cancelled | barge-ins |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| profile | turns | e2e within 600 ms | speculative hit | miss | cancelled | barge-ins |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for profile, group in _profile_groups(rows).items():
         e2e = _values(group, "first_frame_ms")
         within = f"{sum(v <= E2E_TARGET_MS for v in e2e)}/{len(e2e)}" if e2e else "-"
         spec = [r.summary.speculative for r in group]
         barge = sum(r.summary.barge_in for r in group)
-        lines.append(f"| {profile} | {len(group)} | {within} | {spec.count('hit')} | {spec.count('miss')} "
-                     f"| {spec.count('cancelled')} | {barge} |")
+        lines.append(
+            f"| {profile} | {len(group)} | {within} | {spec.count('hit')} | {spec.count('miss')} "
+            f"| {spec.count('cancelled')} | {barge} |"
+        )
     return "\n".join(lines)
 
 
@@ -363,8 +375,14 @@ def _write_csv(path: Path, stats: Sequence[StageStats]) -> None:
         w = csv.writer(f)
         w.writerow(["profile", "stage", "n", "p50_ms", "p95_ms", "mean_ms", "min_ms", "max_ms"])
         for s in stats:
-            w.writerow([s.profile, s.stage, s.n, *("" if v is None else f"{v:.3f}"
-                                                   for v in (s.p50, s.p95, s.mean, s.min, s.max))])
+            w.writerow(
+                [
+                    s.profile,
+                    s.stage,
+                    s.n,
+                    *("" if v is None else f"{v:.3f}" for v in (s.p50, s.p95, s.mean, s.min, s.max)),
+                ]
+            )
 
 
 # --------------------------------------------------------------------------- plots
@@ -409,38 +427,67 @@ def _plot_stages_per_turn(rows: Sequence[TurnRow], path: Path) -> None:
         panels.setdefault(profile, []).append((call, row))
     n = len(ordered)
     fig = _new_figure(max(8.0, min(26.0, 2.5 + 0.3 * n + 1.2 * len(panels))), 5.8)
-    labels = ("dead air: end of speech → end-of-turn decision", "LLM time to first token",
-              "TTS time to first audio", "rest, to the first frame sent")
+    labels = (
+        "dead air: end of speech → end-of-turn decision",
+        "LLM time to first token",
+        "TTS time to first audio",
+        "rest, to the first frame sent",
+    )
     title = "Where the time goes, turn by turn (bar height = end-to-end latency)"
     if omitted:
         title += f"; {omitted} turn(s) without a first frame left out"
     fig.suptitle(title, fontsize=13)
     if not panels:
         ax = fig.add_subplot()
-        ax.text(0.5, 0.5, "no turn has an end-to-end figure", ha="center", va="center",
-                transform=ax.transAxes, fontsize=13)
+        ax.text(
+            0.5,
+            0.5,
+            "no turn has an end-to-end figure",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=13,
+        )
         ax.set_axis_off()
         fig.savefig(path)
         return
     tops = [max(float(r.summary.first_frame_ms or 0.0) for _, r in p) for p in panels.values()]
     # One scale for every panel unless one profile dwarfs another (then each gets its own).
     share = max(tops) <= 3.0 * max(min(tops), E2E_TARGET_MS)
-    axes = fig.subplots(1, len(panels), sharey=share, squeeze=False,
-                        width_ratios=[max(len(p), 4) for p in panels.values()])[0]
+    axes = fig.subplots(
+        1, len(panels), sharey=share, squeeze=False, width_ratios=[max(len(p), 4) for p in panels.values()]
+    )[0]
     for ax, (profile, turns), top in zip(axes, panels.items(), tops, strict=True):
         seg = np.array([_segments(r.summary) for _, r in turns])
         x = np.arange(len(turns))
         bottom = np.zeros(len(turns))
         for k in range(4):
-            ax.bar(x, seg[:, k], bottom=bottom, width=0.8, color=_SEGMENT_COLOURS[k], label=labels[k],
-                   edgecolor="white", linewidth=0.4 if len(turns) <= 60 else 0.0)
+            ax.bar(
+                x,
+                seg[:, k],
+                bottom=bottom,
+                width=0.8,
+                color=_SEGMENT_COLOURS[k],
+                label=labels[k],
+                edgecolor="white",
+                linewidth=0.4 if len(turns) <= 60 else 0.0,
+            )
             bottom += seg[:, k]
         step = max(1, math.ceil(len(turns) / 30))
-        ax.set_xticks(x[::step], [f"{c}.{r.summary.turn}" for c, r in turns][::step],
-                      rotation=90 if len(turns) > 12 else 0, fontsize=9)
+        ax.set_xticks(
+            x[::step],
+            [f"{c}.{r.summary.turn}" for c, r in turns][::step],
+            rotation=90 if len(turns) > 12 else 0,
+            fontsize=9,
+        )
         ax.set_xlim(-0.6, len(turns) - 0.4)
-        ax.axhline(E2E_TARGET_MS, color=_TARGET_COLOUR, linestyle="--", linewidth=1.4,
-                   label=f"{E2E_TARGET_MS:.0f} ms end-to-end target")
+        ax.axhline(
+            E2E_TARGET_MS,
+            color=_TARGET_COLOUR,
+            linestyle="--",
+            linewidth=1.4,
+            label=f"{E2E_TARGET_MS:.0f} ms end-to-end target",
+        )
         p50 = float(np.percentile(seg.sum(axis=1), 50))
         name = "all turns" if profile == ALL_PROFILES else profile
         ax.set_title(f"{name}: {len(turns)} turns, e2e p50 {p50:.0f} ms", fontsize=11)
@@ -453,8 +500,10 @@ def _plot_stages_per_turn(rows: Sequence[TurnRow], path: Path) -> None:
     axes[0].set_ylabel("ms after the caller stopped speaking", fontsize=11)
     handles, hl = axes[0].get_legend_handles_labels()
     fig.legend(handles, hl, loc="outside lower center", ncol=3, fontsize=10, frameon=False)
-    note = ("Stages are laid end to end and clipped to the end-to-end time, so work that overlaps "
-            "(a speculative LLM start) is not counted twice.")
+    note = (
+        "Stages are laid end to end and clipped to the end-to-end time, so work that overlaps "
+        "(a speculative LLM start) is not counted twice."
+    )
     if not share:
         note += " Panels have their own y scales."
     fig.text(0.005, 0.005, note, fontsize=8, color="#555555")
@@ -470,8 +519,15 @@ def _plot_e2e_cdf(rows: Sequence[TurnRow], path: Path) -> None:
     fig = _new_figure(9.0, 5.6)
     ax = fig.add_subplot()
     if not series:
-        ax.text(0.5, 0.5, "no end-to-end figures in the source", ha="center", va="center",
-                transform=ax.transAxes, fontsize=13)
+        ax.text(
+            0.5,
+            0.5,
+            "no end-to-end figures in the source",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=13,
+        )
     lo = min((float(v[0]) for v in series.values()), default=E2E_TARGET_MS)
     hi = max((float(v[-1]) for v in series.values()), default=E2E_TARGET_MS)
     log_x = lo > 0 and max(hi, E2E_TARGET_MS) / min(lo, E2E_TARGET_MS) > 12
@@ -480,15 +536,29 @@ def _plot_e2e_cdf(rows: Sequence[TurnRow], path: Path) -> None:
         y = np.arange(1, v.size + 1) / v.size
         p50, p95 = float(np.percentile(v, 50)), float(np.percentile(v, 95))
         name = "all turns" if profile == ALL_PROFILES else profile
-        ax.step(np.concatenate(([v[0]], v)), np.concatenate(([0.0], y)), where="post", color=colour,
-                linewidth=2.0, label=f"{name} (n={v.size}): p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+        ax.step(
+            np.concatenate(([v[0]], v)),
+            np.concatenate(([0.0], y)),
+            where="post",
+            color=colour,
+            linewidth=2.0,
+            label=f"{name} (n={v.size}): p50 {p50:.0f} ms, p95 {p95:.0f} ms",
+        )
         ax.plot([p50, p95], [0.50, 0.95], "o", color=colour, markersize=8, markeredgecolor="white")
     for q, text in ((0.50, "p50"), (0.95, "p95")):
         ax.axhline(q, color="#999999", linestyle=":", linewidth=1.0)
         ax.text(1.005, q, text, transform=ax.get_yaxis_transform(), va="center", fontsize=10, color="#555555")
     ax.axvline(E2E_TARGET_MS, color=_TARGET_COLOUR, linestyle="--", linewidth=1.4)
-    ax.text(E2E_TARGET_MS, 1.0, f"{E2E_TARGET_MS:.0f} ms target", color=_TARGET_COLOUR, fontsize=10,
-            ha="center", va="bottom", transform=ax.get_xaxis_transform())
+    ax.text(
+        E2E_TARGET_MS,
+        1.0,
+        f"{E2E_TARGET_MS:.0f} ms target",
+        color=_TARGET_COLOUR,
+        fontsize=10,
+        ha="center",
+        va="bottom",
+        transform=ax.get_xaxis_transform(),
+    )
     if log_x:
         ax.set_xscale("log")
         ticks = [t for t in _LOG_TICKS_MS if lo / 1.5 <= t <= hi * 1.5]
@@ -498,8 +568,9 @@ def _plot_e2e_cdf(rows: Sequence[TurnRow], path: Path) -> None:
         ax.set_xlim(0, max(hi, E2E_TARGET_MS) * 1.08)
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter(lambda y, _pos: f"{100 * y:.0f}%")
-    ax.set_xlabel("end of caller speech → first agent frame (ms)" + (", log scale" if log_x else ""),
-                  fontsize=11)
+    ax.set_xlabel(
+        "end of caller speech → first agent frame (ms)" + (", log scale" if log_x else ""), fontsize=11
+    )
     ax.set_ylabel("share of turns at or below", fontsize=11)
     ax.set_title("End-to-end latency, cumulative distribution", fontsize=13, pad=20)
     ax.grid(color="#E5E5E5", linewidth=0.8)
@@ -519,8 +590,15 @@ def _plot_stages_box(rows: Sequence[TurnRow], path: Path) -> None:
     fig = _new_figure(10.0, max(3.5, 1.0 + 0.55 * len(stages) * max(1, n_prof) ** 0.6 + 0.3 * len(stages)))
     ax = fig.add_subplot()
     if not stages:
-        ax.text(0.5, 0.5, "no stage figures in the source", ha="center", va="center",
-                transform=ax.transAxes, fontsize=13)
+        ax.text(
+            0.5,
+            0.5,
+            "no stage figures in the source",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=13,
+        )
         fig.savefig(path)
         return
     height = 0.8 / n_prof
@@ -532,15 +610,23 @@ def _plot_stages_box(rows: Sequence[TurnRow], path: Path) -> None:
             if xs:
                 data.append(xs)
                 pos.append(len(stages) - 1 - i + ((n_prof - 1) / 2 - j) * height)
-        ax.boxplot(data, positions=pos, orientation="horizontal", widths=height * 0.8, whis=(5, 95),
-                   patch_artist=True, manage_ticks=False,
-                   boxprops={"facecolor": colour, "alpha": 0.55, "edgecolor": colour},
-                   medianprops={"color": "black", "linewidth": 1.6},
-                   whiskerprops={"color": colour}, capprops={"color": colour},
-                   flierprops={"marker": ".", "markersize": 4, "markerfacecolor": colour,
-                               "markeredgecolor": colour})
-    ax.set_yticks(range(len(stages)),
-                  [f"{s}  (n={len(_values(rows, a))})" for s, a, _ in reversed(stages)], fontsize=10)
+        ax.boxplot(
+            data,
+            positions=pos,
+            orientation="horizontal",
+            widths=height * 0.8,
+            whis=(5, 95),
+            patch_artist=True,
+            manage_ticks=False,
+            boxprops={"facecolor": colour, "alpha": 0.55, "edgecolor": colour},
+            medianprops={"color": "black", "linewidth": 1.6},
+            whiskerprops={"color": colour},
+            capprops={"color": colour},
+            flierprops={"marker": ".", "markersize": 4, "markerfacecolor": colour, "markeredgecolor": colour},
+        )
+    ax.set_yticks(
+        range(len(stages)), [f"{s}  (n={len(_values(rows, a))})" for s, a, _ in reversed(stages)], fontsize=10
+    )
     ax.set_xscale("log")
     lo = min(min(_values(rows, a)) for _, a, _ in stages)
     hi = max(max(_values(rows, a)) for _, a, _ in stages)
@@ -580,10 +666,21 @@ def run_report(source: str, out_dir: str) -> ReportResult:
     table = _markdown_table(stats)
     profiles = [p for p in _profile_groups(rows) if p != ALL_PROFILES] if rows else []
     calls = len({r.summary.call_id for r in rows})
-    result = ReportResult(source=source, out_dir=out, turns=len(rows), calls=calls, profiles=profiles,
-                          skipped_lines=skipped, stats=stats, table=table)
-    plots = (("stages_per_turn.png", _plot_stages_per_turn), ("e2e_cdf.png", _plot_e2e_cdf),
-             ("stages_box.png", _plot_stages_box))
+    result = ReportResult(
+        source=source,
+        out_dir=out,
+        turns=len(rows),
+        calls=calls,
+        profiles=profiles,
+        skipped_lines=skipped,
+        stats=stats,
+        table=table,
+    )
+    plots = (
+        ("stages_per_turn.png", _plot_stages_per_turn),
+        ("e2e_cdf.png", _plot_e2e_cdf),
+        ("stages_box.png", _plot_stages_box),
+    )
     for name, draw in plots:
         draw(rows, out / name)
         result.files[name] = out / name
@@ -594,7 +691,8 @@ def run_report(source: str, out_dir: str) -> ReportResult:
         "",
         f"Source: `{source}`: {len(rows)} turns from {calls} calls"
         + (f", profiles: {', '.join(profiles)}" if profiles else "")
-        + (f" ({skipped} non-turn lines skipped)" if skipped else "") + ".",
+        + (f" ({skipped} non-turn lines skipped)" if skipped else "")
+        + ".",
         "",
         "Figures in milliseconds. A stage that did not happen in a turn is left out of that stage's "
         "figures (n counts the turns that have it). Percentiles interpolate linearly.",
@@ -617,9 +715,13 @@ def run_report(source: str, out_dir: str) -> ReportResult:
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Add the ``report`` arguments to ``parser`` (a new one if None) and return it."""
-    p = parser if parser is not None else argparse.ArgumentParser(
-        prog="mediasrv report",
-        description="per-stage latency table and plots from call records or JSON logs",
+    p = (
+        parser
+        if parser is not None
+        else argparse.ArgumentParser(
+            prog="mediasrv report",
+            description="per-stage latency table and plots from call records or JSON logs",
+        )
     )
     p.add_argument("source", help="an SQLite call-record DB, a JSON-lines log, or a directory of them")
     p.add_argument("--out", required=True, help="directory for report.md, report.csv and the PNG plots")
@@ -635,6 +737,8 @@ def main(args: Sequence[str] | None = None) -> int:
         print(f"mediasrv report: {exc}", file=sys.stderr)
         return 2
     print(result.table)
-    print(f"\n{result.turns} turns, {result.calls} calls; wrote {', '.join(sorted(result.files))} "
-          f"to {result.out_dir}")
+    print(
+        f"\n{result.turns} turns, {result.calls} calls; wrote {', '.join(sorted(result.files))} "
+        f"to {result.out_dir}"
+    )
     return 0 if result.turns else 1

@@ -501,8 +501,15 @@ class AgentRunner:
         self.started_wall = wall_clock()
         self.call = call
         self.call_id = started.call_control_id or call.call_id
-        self._submit(CallStart(call_id=self.call_id, started_at=self.started_wall, agent=self.config.name,
-                               from_number=started.from_, to_number=started.to))
+        self._submit(
+            CallStart(
+                call_id=self.call_id,
+                started_at=self.started_wall,
+                agent=self.config.name,
+                from_number=started.from_,
+                to_number=started.to,
+            )
+        )
         call.add_frame_listener(self._on_frame_out)
         greet = self.config.first_speaker == "agent" and bool(self.config.greeting)
         cached = self.greetings.get(self.config) if greet and self.greetings is not None else None
@@ -1181,8 +1188,9 @@ class AgentRunner:
             error = str(exc) or type(exc).__name__
         if error is not None:
             self.counters.webhook_failures += 1
-            log.warning("call %s: webhook %s (%s) failed: %s", self.call_id, action.node_id, action.url,
-                        error)
+            log.warning(
+                "call %s: webhook %s (%s) failed: %s", self.call_id, action.node_id, action.url, error
+            )
         if self.flow is None or self._closed:
             return
         flow = self.flow

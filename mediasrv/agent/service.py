@@ -78,14 +78,19 @@ def endpoints_from_env(agent: AgentConfig, media_url: str) -> Endpoints:
     env = os.environ
     provider = agent.llm.provider
     llm_env = ENV_KEYS.get(provider, "OPENAI_API_KEY")
-    need = {"SONIOX_API_KEY": env.get("SONIOX_API_KEY"), "ELEVENLABS_API_KEY": env.get("ELEVENLABS_API_KEY"),
-            llm_env: env.get(llm_env)}
+    need = {
+        "SONIOX_API_KEY": env.get("SONIOX_API_KEY"),
+        "ELEVENLABS_API_KEY": env.get("ELEVENLABS_API_KEY"),
+        llm_env: env.get(llm_env),
+    }
     missing = [k for k, v in need.items() if not v]
     if missing:
         raise ConfigError(
             f"keys: {', '.join(missing)} not set (with no keys at all, `mediasrv demo` uses emulators)"
         )
-    base = agent.llm.base_url or {"xai": "https://api.x.ai/v1", "groq": "https://api.groq.com/openai/v1"}.get(provider)
+    base = agent.llm.base_url or {"xai": "https://api.x.ai/v1", "groq": "https://api.groq.com/openai/v1"}.get(
+        provider
+    )
     return Endpoints(
         soniox_key=env["SONIOX_API_KEY"],
         elevenlabs_key=env["ELEVENLABS_API_KEY"],

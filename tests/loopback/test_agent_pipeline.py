@@ -87,8 +87,14 @@ async def test_pipeline_flow_records_and_cached_greeting(
     agent_file.write_text(json.dumps(flow_agent(url)))
     db = tmp_path / "records.db"
     opts = DemoOptions(
-        profile="fast", calls=2, corpus=str(DEMO_CORPUS), turns=2, json=True, agent=str(agent_file),
-        barge_in_turn=None, records=str(db),
+        profile="fast",
+        calls=2,
+        corpus=str(DEMO_CORPUS),
+        turns=2,
+        json=True,
+        agent=str(agent_file),
+        barge_in_turn=None,
+        records=str(db),
     )
     demo = Demo(opts)
     try:

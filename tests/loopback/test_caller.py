@@ -32,7 +32,7 @@ from mediasrv.providers.telnyx import (
 )
 from mediasrv.providers.telnyx import messages as m
 
-CORPUS_WAV = (dev_corpus() / "dev002.wav")
+CORPUS_WAV = dev_corpus() / "dev002.wav"
 
 
 def tone_ulaw(seconds: float, freq_hz: float = 440.0, amplitude: int = 8000) -> bytes:
