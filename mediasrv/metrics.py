@@ -252,6 +252,15 @@ class Metrics:
         if summary.barge_in:
             self.barge_ins.inc()
 
+    def count(self, name: str, **labels: str) -> int:
+        """The current value of one counter or gauge sample, e.g. ``count("mediasrv_calls_total")``.
+
+        For readers (the daemon's counter views, tests); it walks the registry, so keep it off
+        the media path. A labelled series not seen yet reads as 0.
+        """
+        value = self.registry.get_sample_value(name, labels)
+        return 0 if value is None else int(value)
+
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for the ``/metrics`` route."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

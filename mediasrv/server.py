@@ -52,23 +52,51 @@ WebhookHandler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
 
 
 class Daemon:
-    """Holds the app state: active calls, counters, the behaviour factory."""
+    """Holds the app state: active calls, the metrics, the behaviour factory.
+
+    The counters (``calls_total``, ``malformed_total``...) are read-only views of :attr:`metrics`.
+    """
 
     def __init__(self, config: ServerConfig, behaviour_factory: BehaviourFactory) -> None:
         self.config = config
         self.behaviour_factory = behaviour_factory
         self.calls: dict[str, MediaCall] = {}
         self.draining = False
-        self.calls_total = 0
-        self.calls_failed = 0
-        self.webhooks_total = 0
-        self.frames_in_total = 0
-        self.frames_out_total = 0
-        self.malformed_total = 0
         self.webhook_handler: WebhookHandler | None = None
         self.metrics = Metrics()
+        """The one source of truth for the counters; the ``*_total`` properties read it."""
         self.call_ended: list[Callable[[MediaCall], None]] = []
         self.on_close: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def calls_total(self) -> int:
+        """Media calls accepted (``mediasrv_calls_total``)."""
+        return self.metrics.count("mediasrv_calls_total")
+
+    @property
+    def calls_failed(self) -> int:
+        """Calls that ended with an exception (``mediasrv_calls_failed_total``)."""
+        return self.metrics.count("mediasrv_calls_failed_total")
+
+    @property
+    def webhooks_total(self) -> int:
+        """Call Control webhooks received (``mediasrv_webhooks_total``)."""
+        return self.metrics.count("mediasrv_webhooks_total")
+
+    @property
+    def frames_in_total(self) -> int:
+        """Media frames received over every ended call (``mediasrv_media_frames_in_total``)."""
+        return self.metrics.count("mediasrv_media_frames_in_total")
+
+    @property
+    def frames_out_total(self) -> int:
+        """Media frames sent over every ended call (``mediasrv_media_frames_out_total``)."""
+        return self.metrics.count("mediasrv_media_frames_out_total")
+
+    @property
+    def malformed_total(self) -> int:
+        """Malformed or unknown frames of ended calls (``mediasrv_media_frames_malformed_total``)."""
+        return self.metrics.count("mediasrv_media_frames_malformed_total")
 
     def make_app(self) -> web.Application:
         """Build the aiohttp application."""
@@ -91,7 +119,6 @@ class Daemon:
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.webhooks_total += 1
         self.metrics.webhook()
         if self.webhook_handler is not None:
             return await self.webhook_handler(request, body)
@@ -104,20 +131,16 @@ class Daemon:
         await ws.prepare(request)
         call = MediaCall(ws, self.behaviour_factory(), lead_ms=self.config.lead_ms)
         self.calls[call.call_id] = call
-        self.calls_total += 1
         self.metrics.call_started()
         failed = False
         try:
-            stats = await call.run()
-            self.frames_in_total += stats.frames_in
-            self.frames_out_total += stats.frames_out
-            self.malformed_total += stats.malformed
+            await call.run()
         except Exception:
             # Contain the failure to this call (socket errors, bugs): log and go on.
             failed = True
-            self.calls_failed += 1
             log.exception("call %s failed", call.call_id)
         finally:
+            # call.stats is the object run() returns; it is counted even when the call failed.
             self.metrics.call_ended(call.stats, failed=failed)
             self.calls.pop(call.call_id, None)
             for cb in self.call_ended:

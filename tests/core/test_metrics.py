@@ -83,6 +83,21 @@ def test_call_lifecycle_counters_and_gauge() -> None:
     assert s[("mediasrv_provider_reconnects_total", (("provider", "elevenlabs"),))] == 1
 
 
+def test_count_reads_the_current_value_of_a_series() -> None:
+    m = Metrics()
+    assert m.count("mediasrv_calls_total") == 0
+    m.call_started()
+    m.call_ended(CallStats(frames_in=5, malformed=2), failed=True)
+    m.reconnect("soniox")
+    assert m.count("mediasrv_calls_total") == 1
+    assert m.count("mediasrv_calls_failed_total") == 1
+    assert m.count("mediasrv_media_frames_in_total") == 5
+    assert m.count("mediasrv_media_frames_malformed_total") == 2
+    assert m.count("mediasrv_active_calls") == 0
+    assert m.count("mediasrv_provider_reconnects_total", provider="soniox") == 1
+    assert m.count("mediasrv_provider_reconnects_total", provider="openai") == 0
+
+
 def test_two_instances_do_not_collide() -> None:
     a, b = Metrics(), Metrics()  # would raise "Duplicated timeseries" on a shared registry
     a.call_started()

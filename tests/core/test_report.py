@@ -14,6 +14,7 @@ import pytest
 from mediasrv.metrics import turn_log_line
 from mediasrv.records import CallStart, RecordWriter
 from mediasrv.report import load_turns, main, run_report
+from mediasrv.report_plots import PLOTS as PLOT_FUNCTIONS
 from mediasrv.timing import TurnSummary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -197,3 +198,11 @@ def test_report_from_the_record_writers_database(tmp_path: Path) -> None:
     assert row is not None
     assert row.p50 == pytest.approx(float(np.percentile([t.llm_ttft_ms for t in turns], 50)))
     check_pngs(tmp_path / "out")
+
+
+def test_the_report_draws_every_plot_of_report_plots(tmp_path: Path) -> None:
+    assert tuple(name for name, _ in PLOT_FUNCTIONS) == PLOTS
+    path = tmp_path / "turns.jsonl"
+    path.write_text("\n".join(turn_log_line(t) for t in make_turns("fast", 2, 4, seed=5)) + "\n")
+    result = run_report(str(path), str(tmp_path / "out"))
+    assert [n for n in result.files if n.endswith(".png")] == list(PLOTS)

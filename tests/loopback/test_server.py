@@ -78,6 +78,10 @@ async def test_malformed_frames_are_counted_and_the_call_goes_on(daemon) -> None
             break
         await asyncio.sleep(0.02)
     assert d.malformed_total == 3
+    # The daemon's counters are views of its Prometheus series, not a second tally.
+    assert d.malformed_total == d.metrics.count("mediasrv_media_frames_malformed_total")
+    assert d.frames_in_total == d.metrics.count("mediasrv_media_frames_in_total") > 0
+    assert d.calls_failed == 0
 
 
 async def test_health_and_metrics(daemon) -> None:
