@@ -79,6 +79,8 @@ class TurnResult:
     stages: dict[str, float | None] = field(default_factory=dict)
     speculative: str | None = None
     barge_in_ms: float | None = None
+    llm_requests: int = 0
+    """Reply LLM streams opened for the turn (speculative restarts included)."""
 
 
 class DemoSummary(msgspec.Struct, kw_only=True):
@@ -91,6 +93,8 @@ class DemoSummary(msgspec.Struct, kw_only=True):
     stages_ms: dict[str, dict[str, float | None]]
     barge_in_ms: dict[str, float | None]
     speculative: dict[str, int]
+    llm_requests: dict[str, float]
+    """Reply LLM streams per turn: ``total``, ``mean`` and ``max`` (1 per turn = no churn)."""
 
 
 class _CallState:
@@ -264,6 +268,7 @@ class Demo:
             )
             result.reply = tl.reply or s.reply
             result.speculative = tl.speculative
+            result.llm_requests = tl.llm_requests
             result.e2e_ms = _ms(speech_end, tl.get("first_frame"))
             result.stages = {
                 "eot": s.eot_ms,
@@ -314,7 +319,7 @@ def _print_header(opts: DemoOptions) -> None:
     print(f"mediasrv demo: profile={opts.profile} calls={opts.calls} turns={opts.turns} corpus={opts.corpus}")
     print(
         f"{'call':>4} {'turn':>4}  {'caller said':<36} {'agent replied':<36} "
-        f"{'eot':>5} {'ttft':>5} {'ttfb':>5} {'e2e':>6}  spec",
+        f"{'eot':>5} {'ttft':>5} {'ttfb':>5} {'e2e':>6}  spec  llm",
         flush=True,
     )
 
@@ -328,7 +333,7 @@ def _print_row(r: TurnResult) -> None:
     print(
         f"{r.call:>4} {r.turn:>4}  {_clip(r.said, 36):<36} {_clip(r.reply, 36):<36} "
         f"{_fmt(st.get('eot')):>5} {_fmt(st.get('llm_ttft')):>5} {_fmt(st.get('tts_ttfb')):>5} "
-        f"{_fmt(r.e2e_ms):>6}  {r.speculative or '-'}",
+        f"{_fmt(r.e2e_ms):>6}  {r.speculative or '-':<4}  {r.llm_requests:>3}",
         flush=True,
     )
 
@@ -342,6 +347,7 @@ def summarise(opts: DemoOptions, results: list[TurnResult]) -> DemoSummary:
     e2e = [r.e2e_ms for r in results if r.e2e_ms is not None]
     barge = [r.barge_in_ms for r in results if r.barge_in_ms is not None]
     spec = {k: sum(1 for r in results if r.speculative == k) for k in ("hit", "miss")}
+    requests = [r.llm_requests for r in results]
     return DemoSummary(
         profile=opts.profile,
         calls=opts.calls,
@@ -350,6 +356,11 @@ def summarise(opts: DemoOptions, results: list[TurnResult]) -> DemoSummary:
         stages_ms=stages,
         barge_in_ms={"p50": percentile(barge, 50), "max": max(barge) if barge else None},
         speculative=spec,
+        llm_requests={
+            "total": sum(requests),
+            "mean": round(sum(requests) / len(requests), 2) if requests else 0.0,
+            "max": max(requests, default=0),
+        },
     )
 
 
@@ -368,7 +379,9 @@ async def run_demo(opts: DemoOptions) -> int:
     print(
         f"summary: {summary.turns} turns over {opts.calls} call(s), profile {opts.profile}: "
         f"e2e p50 {_fmt(e2e['p50'])} ms, p95 {_fmt(e2e['p95'])} ms; "
-        f"speculative hits {summary.speculative['hit']}, misses {summary.speculative['miss']}",
+        f"speculative hits {summary.speculative['hit']}, misses {summary.speculative['miss']}; "
+        f"LLM reply requests per turn: mean {summary.llm_requests['mean']}, "
+        f"max {summary.llm_requests['max']:.0f}",
         file=sys.stderr if opts.json else sys.stdout,
         flush=True,
     )

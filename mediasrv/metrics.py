@@ -109,6 +109,8 @@ TURN_LOG_KEYS: Final[tuple[str, ...]] = (
     "tts_ttfb_ms",
     "extraction_ms",
     "first_frame_ms",
+    "llm_requests",
+    "side_requests",
     "text",
     "reply",
 )
@@ -172,11 +174,19 @@ class Metrics:
             "mediasrv_speculative", "Speculative replies by outcome.", ["result"], registry=r
         )
         self.barge_ins = Counter("mediasrv_barge_ins", "Turns the caller interrupted.", registry=r)
+        self.llm_requests = Counter(
+            "mediasrv_llm_requests",
+            "LLM requests made for turns: reply streams (speculative restarts included) and side calls.",
+            ["kind"],
+            registry=r,
+        )
         # Export the labelled series at zero from the start, so dashboards see them before the first event.
         for result in SPECULATIVE_RESULTS:
             self.speculative.labels(result=result)
         for stage, _ in STAGE_FIELDS:
             self.turn_stage_ms.labels(stage=stage)
+        for kind in ("reply", "side"):
+            self.llm_requests.labels(kind=kind)
 
     def call_started(self) -> None:
         """A media call was accepted."""
@@ -251,6 +261,10 @@ class Metrics:
             self.speculative_result(summary.speculative)
         if summary.barge_in:
             self.barge_ins.inc()
+        if summary.llm_requests:
+            self.llm_requests.labels(kind="reply").inc(summary.llm_requests)
+        if summary.side_requests:
+            self.llm_requests.labels(kind="side").inc(summary.side_requests)
 
     def count(self, name: str, **labels: str) -> int:
         """The current value of one counter or gauge sample, e.g. ``count("mediasrv_calls_total")``.
@@ -290,6 +304,8 @@ def turn_log_line(summary: TurnSummary, *, profile: str | None = None) -> str:
         "tts_ttfb_ms": summary.tts_ttfb_ms,
         "extraction_ms": summary.extraction_ms,
         "first_frame_ms": summary.first_frame_ms,
+        "llm_requests": summary.llm_requests,
+        "side_requests": summary.side_requests,
         "text": summary.text,
         "reply": summary.reply,
     }

@@ -347,17 +347,21 @@ def _markdown_table(stats: Sequence[StageStats]) -> str:
 
 def _outcomes_md(rows: Sequence[TurnRow]) -> str:
     lines = [
-        "| profile | turns | e2e within 600 ms | speculative hit | miss | cancelled | barge-ins |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| profile | turns | e2e within 600 ms | speculative hit | miss "
+        "| LLM reply requests / turn (mean, max) | side calls | barge-ins |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for profile, group in profile_groups(rows).items():
         e2e = stage_values(group, "first_frame_ms")
         within = f"{sum(v <= E2E_TARGET_MS for v in e2e)}/{len(e2e)}" if e2e else "-"
         spec = [r.summary.speculative for r in group]
         barge = sum(r.summary.barge_in for r in group)
+        requests = [r.summary.llm_requests for r in group]
+        churn = f"{sum(requests) / len(requests):.2f}, {max(requests)}"
+        sides = sum(r.summary.side_requests for r in group)
         lines.append(
             f"| {profile} | {len(group)} | {within} | {spec.count('hit')} | {spec.count('miss')} "
-            f"| {spec.count('cancelled')} | {barge} |"
+            f"| {churn} | {sides} | {barge} |"
         )
     return "\n".join(lines)
 

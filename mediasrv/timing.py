@@ -19,6 +19,10 @@ stage              meaning
 ``first_frame``    the first agent frame was sent to Telnyx
 ``extraction``     the side extraction / transition call finished (if any)
 =================  ==========================================================
+
+Beside the stamps a timeline counts what the turn cost: ``llm_requests``, the reply streams
+opened for it (a speculation restarted on fresher words or dropped when the caller went on
+counts each time; 1 means no churn), and ``side_requests``, the extraction / transition calls.
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ class TurnSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
     extraction_ms: float | None = None
     first_frame_ms: float | None = None
     """End of caller speech -> first agent frame sent to Telnyx (the end-to-end figure)."""
+    llm_requests: int = 0
+    """Reply LLM streams opened for this turn, speculative ones included (churn = this - 1)."""
+    side_requests: int = 0
+    """Side LLM calls (extraction / transition) made for this turn."""
 
 
 class TurnTimeline:
@@ -76,7 +84,17 @@ class TurnTimeline:
         turn: its index in the call (0 = greeting).
     """
 
-    __slots__ = ("call_id", "turn", "stamps", "text", "reply", "speculative", "barge_in")
+    __slots__ = (
+        "call_id",
+        "turn",
+        "stamps",
+        "text",
+        "reply",
+        "speculative",
+        "barge_in",
+        "llm_requests",
+        "side_requests",
+    )
 
     def __init__(self, call_id: str, turn: int) -> None:
         self.call_id = call_id
@@ -86,6 +104,8 @@ class TurnTimeline:
         self.reply = ""
         self.speculative: str | None = None
         self.barge_in = False
+        self.llm_requests = 0
+        self.side_requests = 0
 
     def stamp(self, stage: str, t: float, *, overwrite: bool = False) -> None:
         """Record ``stage`` at time ``t`` (the first stamp wins unless ``overwrite``)."""
@@ -119,6 +139,8 @@ class TurnTimeline:
             tts_ttfb_ms=self._span("tts_first_text", "tts_ttfb"),
             extraction_ms=self._span("llm_start", "extraction_done"),
             first_frame_ms=self._span(origin, "first_frame"),
+            llm_requests=self.llm_requests,
+            side_requests=self.side_requests,
         )
 
 

@@ -176,6 +176,8 @@ class CallCounters(msgspec.Struct, kw_only=True):
     echo_transcripts: int = 0
     stt_failures: int = 0
     llm_failures: int = 0
+    llm_requests: int = 0
+    """Reply LLM streams opened (speculative ones included); side calls are counted apart."""
     side_calls: int = 0
     side_failures: int = 0
     replaced_replies: int = 0
@@ -283,6 +285,8 @@ class Reply:
         for stale in ("llm_ttft", "llm_done", "tts_first_text", "tts_ttfb"):
             tl.stamps.pop(stale, None)
         tl.stamp("llm_start", loop.time(), overwrite=True)
+        tl.llm_requests += 1
+        self.runner.counters.llm_requests += 1
         splitter = ClauseSplitter()
         say = SayExtractor(say_field) if say_field else None
         raw: list[str] = []
@@ -1060,6 +1064,7 @@ class AgentRunner:
         self._sides[plan.turn_id] = task
 
     async def _run_side(self, plan: TurnPlan, request: LLMRequest, tl: TurnTimeline) -> None:
+        tl.side_requests += 1
         parts: list[str] = []
         text: str | None = None
         try:

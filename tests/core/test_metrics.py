@@ -32,9 +32,26 @@ def turn(**kw: object) -> TurnSummary:
 def test_observed_turn_stages_appear_in_the_histograms() -> None:
     m = Metrics()
     m.observe_turn(
-        turn(eot_ms=240.0, llm_ttft_ms=180.5, tts_ttfb_ms=95.0, first_frame_ms=520.0, speculative="hit")
+        turn(
+            eot_ms=240.0,
+            llm_ttft_ms=180.5,
+            tts_ttfb_ms=95.0,
+            first_frame_ms=520.0,
+            speculative="hit",
+            llm_requests=1,
+        )
     )
-    m.observe_turn(turn(turn=2, eot_ms=310.0, first_frame_ms=1200.0, speculative="miss", barge_in=True))
+    m.observe_turn(
+        turn(
+            turn=2,
+            eot_ms=310.0,
+            first_frame_ms=1200.0,
+            speculative="miss",
+            barge_in=True,
+            llm_requests=3,
+            side_requests=1,
+        )
+    )
     s = samples(m)
     assert s[("mediasrv_turn_stage_ms_count", (("stage", "eot"),))] == 2
     assert s[("mediasrv_turn_stage_ms_sum", (("stage", "eot"),))] == pytest.approx(550.0)
@@ -50,6 +67,9 @@ def test_observed_turn_stages_appear_in_the_histograms() -> None:
     assert s[("mediasrv_speculative_total", (("result", "miss"),))] == 1
     assert s[("mediasrv_speculative_total", (("result", "cancelled"),))] == 0
     assert s[("mediasrv_barge_ins_total", ())] == 1
+    # what the turns cost: reply streams (restarts included) and side calls
+    assert s[("mediasrv_llm_requests_total", (("kind", "reply"),))] == 4
+    assert s[("mediasrv_llm_requests_total", (("kind", "side"),))] == 1
 
 
 def test_buckets_cover_10ms_to_10s_with_the_target_as_an_edge() -> None:

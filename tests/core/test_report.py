@@ -49,6 +49,8 @@ def make_turns(profile: str, calls: int, turns: int, seed: int) -> list[TurnSumm
                 tts_ttfb_ms=round(parts[2], 1),
                 first_frame_ms=round(e2e, 1),
                 extraction_ms=round(rng.uniform(300, 700), 1) if t % 2 == 0 else None,
+                llm_requests=1 if hit else rng.choice((1, 2, 3)),
+                side_requests=1 if t % 2 == 0 else 0,
             )
             if t == turns and c == 0:
                 s = msgspec.structs.replace(s, tts_ttfb_ms=None, first_frame_ms=None)  # no audio came
@@ -96,6 +98,10 @@ def test_report_from_json_lines(tmp_path: Path) -> None:
     check_pngs(out)
     md = (out / "report.md").read_text()
     assert "| fast | **e2e** |" in md and "stages_per_turn.png" in md
+    # the outcomes table says what the turns cost in LLM requests
+    reqs = [t.llm_requests for t in fast]
+    sides = sum(t.side_requests for t in fast)
+    assert f"| {sum(reqs) / len(reqs):.2f}, {max(reqs)} | {sides} |" in md
     with (out / "report.csv").open() as f:
         rows = list(csv.DictReader(f))
     e2e_all = next(r for r in rows if r["profile"] == "all" and r["stage"] == "e2e")

@@ -138,6 +138,10 @@ async def test_pipeline_flow_records_and_cached_greeting(
         assert any("42 dollars" in line.text for line in detail.transcript if line.role == "agent")
         turns = [t.turn for t in detail.turns]  # a wordless "turn" (noise) takes an index, unreported
         assert len(turns) == 3 and turns[0] == 0 and turns == sorted(turns)
+        # What each turn cost is stored with it and adds up to the call's counters.
+        assert sum(t.side_requests for t in detail.turns) == c.side_calls
+        assert sum(t.llm_requests for t in detail.turns) == c.llm_requests
+        assert detail.turns[1].llm_requests >= 1  # the first caller turn was answered by the LLM
         assert detail.turns[0].first_frame_ms is not None  # the greeting: start -> first frame
         assert detail.outcome == "completed" and detail.ended_at is not None
         assert len(reader.list_calls()) == 2
