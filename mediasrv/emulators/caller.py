@@ -19,12 +19,11 @@ Rules:
 
 * All times are ``loop.time()`` seconds (monotonic), the same clock the server shell uses.
 * Impairments (reorder, duplicate, drop) draw from an injected ``random.Random``.
-* The protocol pieces are sans-I/O classes (:class:`CallerFrames`, :class:`Impairment`,
-  :class:`PlaybackQueue`, :class:`EchoMixer`) so they can be tested without a loop;
-  :class:`SimulatedCaller` is only the asyncio shell around them.
-* This is an emulator, not a hot path: G.711 and resampling come from :mod:`mediasrv.codec`;
-  the per-sample Python in :class:`EchoMixer` runs at 8 kHz at most, and only while an
-  echo is being mixed.
+* The protocol pieces are sans-I/O classes in :mod:`mediasrv.emulators.caller_core`
+  (:class:`CallerFrames`, :class:`Impairment`, :class:`PlaybackQueue`, :class:`EchoMixer`) so
+  they can be tested without a loop; this module re-exports them. :class:`SimulatedCaller` is
+  only the asyncio shell around them.
+* Resampling (for WAV fixtures at other rates) comes from :mod:`mediasrv.codec`.
 """
 
 from __future__ import annotations
@@ -36,17 +35,30 @@ import os
 import random
 import uuid
 import wave
-from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final
 
 import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from mediasrv.codec import Resampler, ulaw_decode, ulaw_encode
+from mediasrv.codec import Resampler, ulaw_encode
+from mediasrv.emulators.caller_core import (
+    FRAME_BYTES,
+    FRAME_S,
+    SAMPLE_RATE_HZ,
+    SILENCE_BYTE,
+    SILENCE_FRAME,
+    CallerFrames,
+    EchoMixer,
+    HeardFrame,
+    Impairment,
+    MarkEcho,
+    PlaybackQueue,
+    SentMedia,
+)
 from mediasrv.errors import CodecError, LocalProtocolError
 from mediasrv.providers.telnyx import messages as m
 
@@ -67,12 +79,6 @@ __all__ = [
     "load_wav_ulaw",
 ]
 
-SAMPLE_RATE_HZ: Final = 8000
-FRAME_MS: Final = 20
-FRAME_S: Final = FRAME_MS / 1000
-FRAME_BYTES: Final = SAMPLE_RATE_HZ * FRAME_MS // 1000  # 160: PCMU is one byte per sample
-SILENCE_BYTE: Final = 0xFF  # PCMU silence (protocols.md 2.3)
-SILENCE_FRAME: Final = bytes([SILENCE_BYTE]) * FRAME_BYTES
 AUTH_HEADER: Final = "x-telnyx-streaming-auth-token"
 
 # --------------------------------------------------------------------------- fixtures
@@ -102,295 +108,6 @@ def load_wav_ulaw(path: str | os.PathLike[str]) -> bytes:
         return ulaw_encode(pcm)
     resampler = Resampler(rate, SAMPLE_RATE_HZ)
     return resampler.process_ulaw(pcm) + resampler.flush_ulaw()
-
-
-# --------------------------------------------------------------------------- sans-I/O pieces
-
-
-@dataclass(frozen=True, slots=True)
-class SentMedia:
-    """One media frame as built (``chunk`` order) and, in :attr:`SimulatedCaller.sent`, as sent."""
-
-    chunk: int
-    seq: int
-    timestamp_ms: int
-    text: str
-    payload: bytes
-    sent_at: float = 0.0
-
-
-class CallerFrames:
-    """Builds the frames Telnyx sends to a media server, with Telnyx's counters.
-
-    ``sequence_number`` counts every frame after ``connected`` from "1" (the ``start``),
-    ``chunk`` counts media frames from "1" and ``timestamp`` is the media time in ms; all
-    three are strings, as in every Telnyx example.
-    """
-
-    def __init__(
-        self,
-        *,
-        stream_id: str,
-        call_control_id: str,
-        call_session_id: str,
-        from_: str = "+15550100001",
-        to: str = "+15550100002",
-        custom_parameters: Mapping[str, str] | None = None,
-        client_state: str | None = None,
-        auth_token: str | None = None,
-        encoding: str = "PCMU",
-    ) -> None:
-        """Remember the call's identity. No frame is built yet."""
-        self.stream_id = stream_id
-        self.call_control_id = call_control_id
-        self.call_session_id = call_session_id
-        self.from_ = from_
-        self.to = to
-        self.custom_parameters = dict(custom_parameters or {})
-        self.client_state = client_state
-        self.auth_token = auth_token
-        self.encoding = encoding
-        self._seq = 0
-        self._chunk = 0
-
-    def _next_seq(self) -> str:
-        self._seq += 1
-        return str(self._seq)
-
-    def connected(self) -> str:
-        """``connected`` (with the auth token in its body when one is set)."""
-        body = m.ConnectedBody(auth_token=self.auth_token) if self.auth_token is not None else None
-        return m.WIRE_ENCODER.encode(m.Connected(version="1.0.0", connected=body)).decode()
-
-    def start(self) -> str:
-        """``start`` with ``stream_id`` at top level and ``start.call_control_id``."""
-        body = m.StartBody(
-            user_id=str(uuid.UUID(int=0)),
-            call_control_id=self.call_control_id,
-            call_session_id=self.call_session_id,
-            from_=self.from_,
-            to=self.to,
-            tags=["emulator"],
-            client_state=self.client_state,
-            custom_parameters=self.custom_parameters,
-            media_format=m.MediaFormat(encoding=self.encoding, sample_rate=SAMPLE_RATE_HZ, channels=1),
-        )
-        frame = m.Start(sequence_number=self._next_seq(), stream_id=self.stream_id, start=body)
-        return m.WIRE_ENCODER.encode(frame).decode()
-
-    def media(self, payload: bytes) -> SentMedia:
-        """The next ``media`` frame (track "inbound") carrying ``payload``."""
-        self._chunk += 1
-        seq = self._next_seq()
-        timestamp_ms = (self._chunk - 1) * FRAME_MS
-        body = m.MediaBody(
-            track="inbound", chunk=str(self._chunk), timestamp=str(timestamp_ms), payload=payload
-        )
-        frame = m.Media(sequence_number=seq, stream_id=self.stream_id, media=body)
-        text = m.WIRE_ENCODER.encode(frame).decode()
-        return SentMedia(
-            chunk=self._chunk, seq=int(seq), timestamp_ms=timestamp_ms, text=text, payload=payload
-        )
-
-    def dtmf(self, digit: str, occurred_at: str) -> str:
-        """A ``dtmf`` frame."""
-        frame = m.Dtmf(
-            sequence_number=self._next_seq(),
-            stream_id=self.stream_id,
-            occurred_at=occurred_at,
-            dtmf=m.DtmfBody(digit=digit),
-        )
-        return m.WIRE_ENCODER.encode(frame).decode()
-
-    def mark(self, name: str) -> str:
-        """The echo of the server's mark ``name``."""
-        frame = m.Mark(sequence_number=self._next_seq(), stream_id=self.stream_id, mark=m.MarkBody(name=name))
-        return m.WIRE_ENCODER.encode(frame).decode()
-
-    def error(self, code: int, title: str, detail: str) -> str:
-        """An ``error`` frame (100003 malformed_frame, 100004 invalid_media, ...)."""
-        frame = m.Error(stream_id=self.stream_id, payload=m.ErrorBody(code=code, title=title, detail=detail))
-        return m.WIRE_ENCODER.encode(frame).decode()
-
-    def stop(self) -> str:
-        """The final ``stop`` frame."""
-        frame = m.Stop(
-            sequence_number=self._next_seq(),
-            stream_id=self.stream_id,
-            stop=m.StopBody(user_id=str(uuid.UUID(int=0)), call_control_id=self.call_control_id),
-        )
-        return m.WIRE_ENCODER.encode(frame).decode()
-
-
-T = TypeVar("T")
-
-
-class Impairment(Generic[T]):
-    """Network impairments on the caller's media: reorder, duplicate, drop.
-
-    For each frame, in order: with probability ``drop_p`` it is lost; otherwise, if a frame
-    is being held back it is sent right after this one (a neighbour swap); otherwise with
-    probability ``reorder_p`` this frame is held back. Every frame that goes out is then
-    doubled with probability ``dup_p``. Call :meth:`flush` at the end for a held frame.
-    """
-
-    def __init__(
-        self, rng: random.Random, *, reorder_p: float = 0.0, dup_p: float = 0.0, drop_p: float = 0.0
-    ):
-        """Take the random source and the three probabilities (0..1)."""
-        self._rng = rng
-        self.reorder_p = reorder_p
-        self.dup_p = dup_p
-        self.drop_p = drop_p
-        self._held: T | None = None
-        self.dropped: list[T] = []
-
-    def process(self, frame: T) -> list[T]:
-        """Return the frames to put on the wire now, in order."""
-        out: list[T]
-        if self.drop_p and self._rng.random() < self.drop_p:
-            self.dropped.append(frame)
-            out = []
-        elif self._held is not None:
-            out = [frame, self._held]
-            self._held = None
-        elif self.reorder_p and self._rng.random() < self.reorder_p:
-            self._held = frame
-            out = []
-        else:
-            out = [frame]
-        if self.dup_p:
-            out = [f for f in out for _ in range(2 if self._rng.random() < self.dup_p else 1)]
-        return out
-
-    def flush(self) -> list[T]:
-        """Release a held-back frame, if any."""
-        held, self._held = self._held, None
-        return [] if held is None else [held]
-
-
-@dataclass(slots=True)
-class HeardFrame:
-    """One media frame the server sent us.
-
-    Attributes:
-        payload: raw mu-law bytes.
-        received_at: when the frame was read off the socket.
-        play_at: when its first sample starts (or started) playing.
-        duration_s: ``len(payload) / 8000``.
-        cleared: a ``clear`` removed it before it began playing.
-    """
-
-    payload: bytes
-    received_at: float
-    play_at: float
-    duration_s: float
-    cleared: bool = False
-
-    @property
-    def played_at(self) -> float | None:
-        """When it began playing, or None if it was cleared before that."""
-        return None if self.cleared else self.play_at
-
-
-@dataclass(frozen=True, slots=True)
-class MarkEcho:
-    """A mark we echoed: its name, when the server sent it, when we echoed, and why."""
-
-    name: str
-    received_at: float
-    echoed_at: float
-    by_clear: bool
-
-
-class PlaybackQueue:
-    """Telnyx's outbound playback, modelled as a real-time cursor (sans-I/O).
-
-    Audio starts at ``max(now, end of queue)`` and lasts ``len / 8000`` s. A mark is due at
-    the end of the audio queued before it (at once if nothing is queued). ``clear`` at
-    ``now`` drops every frame not yet started and makes every pending mark due at once.
-    """
-
-    def __init__(self) -> None:
-        """Start idle: nothing queued."""
-        self._cursor = 0.0
-        self._frames: deque[HeardFrame] = deque()
-        self._marks: deque[tuple[float, str, float]] = deque()  # (due, name, received_at)
-
-    def queued_s(self, now: float) -> float:
-        """Seconds of audio still to play after ``now``."""
-        return max(0.0, self._cursor - now)
-
-    def push_audio(self, payload: bytes, now: float) -> HeardFrame:
-        """Queue ``payload`` and return its record (play time fixed now)."""
-        start = max(now, self._cursor)
-        frame = HeardFrame(payload, now, start, len(payload) / SAMPLE_RATE_HZ)
-        self._cursor = start + frame.duration_s
-        self._frames.append(frame)
-        while self._frames and self._frames[0].play_at + self._frames[0].duration_s < now:
-            self._frames.popleft()
-        return frame
-
-    def push_mark(self, name: str, now: float) -> None:
-        """Queue mark ``name`` behind the audio queued so far."""
-        self._marks.append((max(now, self._cursor), name, now))
-
-    def due_marks(self, now: float) -> list[tuple[str, float]]:
-        """Pop the marks whose audio has finished: ``(name, received_at)`` pairs."""
-        due: list[tuple[str, float]] = []
-        while self._marks and self._marks[0][0] <= now:
-            _, name, received_at = self._marks.popleft()
-            due.append((name, received_at))
-        return due
-
-    def next_deadline(self) -> float | None:
-        """When the next mark falls due, if any."""
-        return self._marks[0][0] if self._marks else None
-
-    def clear(self, now: float) -> list[tuple[str, float]]:
-        """Drop queued audio; return every pending mark, now due."""
-        for frame in self._frames:
-            if frame.play_at > now:
-                frame.cleared = True
-        self._frames.clear()
-        self._cursor = now
-        pending = [(name, received_at) for _, name, received_at in self._marks]
-        self._marks.clear()
-        return pending
-
-
-class EchoMixer:
-    """Adds delayed, attenuated audio into the caller's line (an acoustic echo path).
-
-    Positions are absolute sample indices on the caller's 8 kHz line clock.
-    """
-
-    def __init__(self) -> None:
-        """Start with nothing to mix."""
-        self._segments: list[tuple[int, array[int]]] = []
-
-    def schedule(self, ulaw: bytes, start_sample: int, gain_db: float) -> None:
-        """Mix ``ulaw`` at ``gain_db`` into the line from ``start_sample`` on."""
-        gain = 10.0 ** (gain_db / 20.0)
-        pcm = array("h", ulaw_decode(ulaw))
-        self._segments.append((start_sample, array("h", (int(s * gain) for s in pcm))))
-
-    def mix(self, ulaw: bytes, start_sample: int) -> bytes:
-        """Return ``ulaw`` (one frame starting at ``start_sample``) with due echo added."""
-        end = start_sample + len(ulaw)
-        live = [(s, seg) for s, seg in self._segments if s + len(seg) > start_sample]
-        self._segments = live
-        overlapping = [(s, seg) for s, seg in live if s < end]
-        if not overlapping:
-            return ulaw
-        acc = array("i", array("h", ulaw_decode(ulaw)))
-        for seg_start, seg in overlapping:
-            lo = max(seg_start, start_sample)
-            hi = min(seg_start + len(seg), end)
-            for pos in range(lo, hi):
-                acc[pos - start_sample] += seg[pos - seg_start]
-        clipped = array("h", (max(-32768, min(32767, v)) for v in acc))
-        return ulaw_encode(clipped.tobytes())
 
 
 # --------------------------------------------------------------------------- the shell

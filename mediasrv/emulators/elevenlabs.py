@@ -53,6 +53,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from mediasrv.codec import alaw_encode, ulaw_encode
+from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
 from mediasrv.emulators.voice import char_durations_ms, render_pcm
 from mediasrv.profiles import Profile, get_profile
 from mediasrv.providers.elevenlabs.messages import (
@@ -475,7 +476,7 @@ class ElevenLabsEmulator:
         self.faults = ElevenLabsFaults()
         self.sessions: list[EmulatorSession] = []
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._draining: set[asyncio.Task[None]] = set()
 
@@ -495,12 +496,8 @@ class ElevenLabsEmulator:
         app = web.Application()
         app.router.add_get("/v1/text-to-speech/{voice_id}/stream-input", self._handle)
         app.router.add_get("/v1/text-to-speech/{voice_id}/multi-stream-input", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        bound = self._runner.addresses[0]
-        self.url = f"{'wss' if ssl_context else 'ws'}://{bound[0]}:{bound[1]}"
+        self._listener = await listen(app, host, port, ssl_context=ssl_context)
+        self.url = f"{'wss' if ssl_context else 'ws'}://{self._listener.host}:{self._listener.port}"
         return self.url
 
     async def close(self) -> None:
@@ -509,9 +506,8 @@ class ElevenLabsEmulator:
             task.cancel()
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"emulator shutting down")
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._listener is not None:
+            await self._listener.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         header_key = request.headers.get("xi-api-key")
@@ -540,9 +536,4 @@ class ElevenLabsEmulator:
 async def serve(profile_name: str, host: str, port: int) -> None:
     """Run an emulator with the named profile until cancelled, printing its URL first."""
     emulator = ElevenLabsEmulator(profile=get_profile(profile_name))
-    url = await emulator.start(host, port)
-    print(f"elevenlabs emulator listening on {url}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emulator.close()
+    await serve_until_cancelled(emulator, host, port, lambda url: f"elevenlabs emulator listening on {url}")

@@ -32,6 +32,7 @@ import orjson
 from aiohttp import web
 
 from mediasrv.emulators import llm_rules as rules
+from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
 from mediasrv.profiles import Profile, get_profile
 
 MODEL_NAME: Final = "mediasrv-emulator"
@@ -120,7 +121,7 @@ class LLMEmulator:
         self.faults = LLMFaults()
         self.requests: list[RecordedRequest] = []
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._created = 1_700_000_000
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -129,19 +130,14 @@ class LLMEmulator:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = self._runner.addresses[0]
-        self.url = f"http://{host}:{bound[1]}/v1"
+        self._listener = await listen(app, host, port, handler_cancellation=True, shutdown_timeout_s=0.5)
+        self.url = f"http://{host}:{self._listener.port}/v1"
         return self.url
 
     async def close(self) -> None:
         """Stop listening and end open streams (idempotent)."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._listener is not None:
+            await self._listener.close()
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -368,9 +364,4 @@ def _anthropic_as_openai(body: Mapping[str, object]) -> dict[str, object]:
 async def serve(profile_name: str, host: str, port: int) -> None:
     """Run the emulator until cancelled, printing its base URL (``mediasrv emulate openai``)."""
     emulator = LLMEmulator(profile=get_profile(profile_name))
-    url = await emulator.start(host, port)
-    print(url, flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emulator.close()
+    await serve_until_cancelled(emulator, host, port, lambda url: url)

@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
 from aiohttp import WSMsgType, web
+from aiohttp.log import access_logger
 
+from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
 from mediasrv.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
 from mediasrv.profiles import Profile, get_profile
 from mediasrv.providers.soniox.messages import (
@@ -143,7 +144,7 @@ class SonioxEmulator:
         self.faults = SonioxFaults()
         self.sessions: list[SessionRecord] = []
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self.scripts: dict[str, SttScript] = {}
         """Per-call scripts, chosen by the session's ``client_reference_id`` (else ``script``)."""
@@ -153,22 +154,16 @@ class SonioxEmulator:
         """Start serving; return the ``ws://`` URL."""
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sockets: list[socket.socket] = list(getattr(site._server, "sockets", None) or [])  # asyncio or uvloop
-        bound = sockets[0].getsockname()
-        self.url = f"ws://{bound[0]}:{bound[1]}/transcribe-websocket"
+        self._listener = await listen(app, host, port, access_log=access_logger)
+        self.url = f"ws://{self._listener.host}:{self._listener.port}/transcribe-websocket"
         return self.url
 
     async def close(self) -> None:
         """Close every session (1001) and stop serving. Idempotent."""
         for ws in list(self._sockets):
             await ws.close(code=1001)
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._listener is not None:
+            await self._listener.close()
 
     async def __aenter__(self) -> SonioxEmulator:
         await self.start()
@@ -352,9 +347,6 @@ class SonioxEmulator:
 async def serve(profile_name: str, host: str, port: int) -> None:
     """Run a Soniox emulator (empty script; words only if a script is added) until cancelled."""
     emulator = SonioxEmulator(profile=get_profile(profile_name))
-    url = await emulator.start(host, port)
-    print(f"soniox emulator ({profile_name}) listening on {url}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emulator.close()
+    await serve_until_cancelled(
+        emulator, host, port, lambda url: f"soniox emulator ({profile_name}) listening on {url}"
+    )
