@@ -219,7 +219,15 @@ class LLMEmulator:
         jitter = self.rng.uniform(-timing.jitter_s, timing.jitter_s) if timing.jitter_s else 0.0
         return max(0.0, timing.interval_s + jitter)
 
-    async def _open_stream(self, request: web.Request) -> web.StreamResponse:
+    async def _stream(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        frames: list[rules.Frame],
+        faults: LLMFaults,
+        error_frame: bytes,
+    ) -> web.StreamResponse:
+        """Send the SSE headers, then the frames; a client gone before the headers is recorded."""
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -227,7 +235,14 @@ class LLMEmulator:
                 "X-Accel-Buffering": "no",
             }
         )
-        await response.prepare(request)  # headers go out now; the body is chunked, one write per event
+        try:
+            await response.prepare(request)  # headers go out now; the body is chunked, one write per event
+        except ConnectionError:
+            # The client cancelled the request (a dropped speculation) before we answered.
+            record.disconnected = True
+            record.disconnected_at = asyncio.get_running_loop().time()
+            return response
+        await self._pace(response, record, frames, faults, error_frame)
         return response
 
     # --- OpenAI ----------------------------------------------------------------------------------
@@ -271,9 +286,7 @@ class LLMEmulator:
         error_frame = rules.sse_bytes(
             rules.openai_error("The server had an error while processing your request.", "server_error")
         )
-        response = await self._open_stream(request)
-        await self._pace(response, record, frames, faults, error_frame)
-        return response
+        return await self._stream(request, record, frames, faults, error_frame)
 
     def _openai_status(self, record: RecordedRequest, faults: LLMFaults) -> web.Response:
         status = faults.status or 500
@@ -330,9 +343,7 @@ class LLMEmulator:
             prompt_tokens=rules.count_prompt_tokens(body),
         )
         error_frame = rules.sse_bytes(rules.anthropic_error("overloaded_error", "Overloaded"), "error")
-        response = await self._open_stream(request)
-        await self._pace(response, record, frames, faults, error_frame)
-        return response
+        return await self._stream(request, record, frames, faults, error_frame)
 
 
 def _anthropic_as_openai(body: Mapping[str, object]) -> dict[str, object]:

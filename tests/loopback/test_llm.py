@@ -343,3 +343,30 @@ async def test_anthropic_cancel_disconnects(emulator: LLMEmulator, claude: Anthr
         await asyncio.sleep(0.005)
     assert record.disconnected and record.disconnected_at is not None
     assert record.disconnected_at - cancelled_at < 0.1
+
+
+async def test_client_gone_before_the_headers_is_recorded_not_logged(
+    emulator: LLMEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A speculation dropped at once closes its connection before the emulator answers.
+
+    The emulator records the request as disconnected; aiohttp logs no "Error handling request".
+    """
+    host, port = emulator.url.removeprefix("http://").removesuffix("/v1").split(":")
+    body = json.dumps({"model": "m", "stream": True, "messages": USER}).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer k\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    for _ in range(10):
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(head + body)
+        await writer.drain()
+        writer.transport.abort()  # RST: gone before any answer
+    for _ in range(100):
+        if len(emulator.requests) == 10 and all(r.disconnected or r.completed for r in emulator.requests):
+            break
+        await asyncio.sleep(0.01)
+    assert len(emulator.requests) == 10
+    assert all(r.disconnected for r in emulator.requests)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
