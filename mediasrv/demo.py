@@ -47,7 +47,8 @@ DEFAULT_AGENT = AgentConfig(
     ),
     greeting="Hi, thanks for calling. How can I help?",
 )
-STAGES = ("eot", "llm_ttft", "tts_ttfb", "e2e")
+STAGES = ("eot", "llm_ttft", "tts_ttfb", "e2e", "llm_total", "tts_total", "playback")
+"""Stages in the ``--json`` summary; the first four are the table's columns."""
 
 
 @dataclass
@@ -275,6 +276,9 @@ class Demo:
                 "llm_ttft": s.llm_ttft_ms,
                 "tts_ttfb": s.tts_ttfb_ms,
                 "e2e": result.e2e_ms,
+                "llm_total": s.llm_total_ms,
+                "tts_total": s.tts_total_ms,
+                "playback": s.playback_ms,
             }
         self.results.append(result)
         if not self.opts.json:

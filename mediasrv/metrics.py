@@ -89,6 +89,8 @@ STAGE_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("llm_ttft", "llm_ttft_ms"),
     ("llm_total", "llm_total_ms"),
     ("tts_ttfb", "tts_ttfb_ms"),
+    ("tts_total", "tts_total_ms"),
+    ("playback", "playback_ms"),
     ("extraction", "extraction_ms"),
 )
 """``stage`` label value -> :class:`TurnSummary` field, for the per-stage histogram."""
@@ -107,6 +109,8 @@ TURN_LOG_KEYS: Final[tuple[str, ...]] = (
     "llm_ttft_ms",
     "llm_total_ms",
     "tts_ttfb_ms",
+    "tts_total_ms",
+    "playback_ms",
     "extraction_ms",
     "first_frame_ms",
     "llm_requests",
@@ -302,6 +306,8 @@ def turn_log_line(summary: TurnSummary, *, profile: str | None = None) -> str:
         "llm_ttft_ms": summary.llm_ttft_ms,
         "llm_total_ms": summary.llm_total_ms,
         "tts_ttfb_ms": summary.tts_ttfb_ms,
+        "tts_total_ms": summary.tts_total_ms,
+        "playback_ms": summary.playback_ms,
         "extraction_ms": summary.extraction_ms,
         "first_frame_ms": summary.first_frame_ms,
         "llm_requests": summary.llm_requests,

@@ -68,6 +68,8 @@ REPORT_STAGES: Final[tuple[tuple[str, str, str], ...]] = (
     ("llm_ttft", "llm_ttft_ms", "LLM request → first token"),
     ("llm_total", "llm_total_ms", "LLM request → stream end"),
     ("tts_ttfb", "tts_ttfb_ms", "first text to TTS → first audio"),
+    ("tts_total", "tts_total_ms", "first text to TTS → last audio"),
+    ("playback", "playback_ms", "audio in hand and turn ended → first frame sent"),
     ("extraction", "extraction_ms", "LLM request → side extraction done"),
     ("e2e", "first_frame_ms", "end of speech → first agent frame (end-to-end)"),
 )

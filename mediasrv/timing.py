@@ -16,6 +16,7 @@ stage              meaning
 ``llm_done``       its stream ended
 ``tts_first_text`` the first clause went to the TTS context
 ``tts_ttfb``       the first audio chunk came back
+``tts_done``       the TTS context's last audio came back
 ``first_frame``    the first agent frame was sent to Telnyx
 ``extraction``     the side extraction / transition call finished (if any)
 =================  ==========================================================
@@ -42,6 +43,7 @@ STAGES: Final = (
     "llm_done",
     "tts_first_text",
     "tts_ttfb",
+    "tts_done",
     "first_frame",
     "extraction_done",
 )
@@ -67,6 +69,11 @@ class TurnSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
     llm_total_ms: float | None = None
     tts_ttfb_ms: float | None = None
     """First text to TTS -> first audio chunk back."""
+    tts_total_ms: float | None = None
+    """First text to TTS -> its last audio chunk back."""
+    playback_ms: float | None = None
+    """Playback start: audio in hand and the turn ended (the later of ``tts_ttfb`` and ``eot``)
+    -> first agent frame sent. The old platform's REST playback step; here the pacer's send."""
     extraction_ms: float | None = None
     first_frame_ms: float | None = None
     """End of caller speech -> first agent frame sent to Telnyx (the end-to-end figure)."""
@@ -122,6 +129,10 @@ class TurnTimeline:
             return None
         return round((tb - ta) * 1000.0, 1)
 
+    def _playback_start(self) -> float | None:
+        ready = _ready_stage(self.stamps)
+        return None if ready is None else self._span(ready, "first_frame")
+
     def summary(self) -> TurnSummary:
         """Stage durations in ms; the origin is the end of speech (true if known, else VAD)."""
         origin = "speech_end" if "speech_end" in self.stamps else "vad_end"
@@ -137,11 +148,20 @@ class TurnTimeline:
             llm_ttft_ms=self._span("llm_start", "llm_ttft"),
             llm_total_ms=self._span("llm_start", "llm_done"),
             tts_ttfb_ms=self._span("tts_first_text", "tts_ttfb"),
+            tts_total_ms=self._span("tts_first_text", "tts_done"),
+            playback_ms=self._playback_start(),
             extraction_ms=self._span("llm_start", "extraction_done"),
             first_frame_ms=self._span(origin, "first_frame"),
             llm_requests=self.llm_requests,
             side_requests=self.side_requests,
         )
+
+
+def _ready_stage(stamps: dict[str, float]) -> str | None:
+    ttfb, eot = stamps.get("tts_ttfb"), stamps.get("eot")
+    if ttfb is None:
+        return None
+    return "eot" if eot is not None and eot > ttfb else "tts_ttfb"
 
 
 def percentile(values: list[float], q: float) -> float | None:

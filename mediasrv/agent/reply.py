@@ -130,7 +130,7 @@ class Reply:
         loop = asyncio.get_running_loop()
         tl = self.timeline
         # A restarted speculation owns the timeline from here: drop the stamps of the one before.
-        for stale in ("llm_ttft", "llm_done", "tts_first_text", "tts_ttfb"):
+        for stale in ("llm_ttft", "llm_done", "tts_first_text", "tts_ttfb", "tts_done"):
             tl.stamps.pop(stale, None)
         tl.stamp("llm_start", loop.time(), overwrite=True)
         tl.llm_requests += 1
@@ -190,6 +190,8 @@ class Reply:
         if self.done:
             return
         self.done = True
+        if not self.cancelled:
+            self.timeline.stamp("tts_done", asyncio.get_running_loop().time())
         if self.on_complete_audio is not None and not self.cancelled:
             self.on_complete_audio(bytes(self.audio))
         if self.committed and not self.cancelled and not self.paused:

@@ -145,9 +145,16 @@ def test_turn_log_line_has_stable_keys_and_round_trips() -> None:
         ("tts_first_text", 10.35),
         ("tts_ttfb", 10.43),
         ("first_frame", 10.47),
+        ("tts_done", 10.9),
     ):
         tl.stamp(stage, t)
     summary = tl.summary()
+    assert summary.tts_total_ms == pytest.approx(550.0)  # first text -> last audio
+    assert summary.playback_ms == pytest.approx(40.0)  # first audio (after the eot) -> first frame
+    held = TurnTimeline("call-7", 4)  # a speculative hit: audio came before the end of turn
+    for stage, t in (("speech_end", 1.0), ("tts_ttfb", 1.2), ("eot", 1.3), ("first_frame", 1.301)):
+        held.stamp(stage, t)
+    assert held.summary().playback_ms == pytest.approx(1.0)  # from the end of turn, not the audio
     line = turn_log_line(summary, profile="fast")
     assert "\n" not in line
     obj = json.loads(line)
