@@ -4,8 +4,10 @@
 turn events (the runner dispatches them). Rules:
 
 * ``user_paused`` asks the STT to finalize (at most every ``FINALIZE_MIN_GAP_MS`` of audio) and
-  starts a speculative reply from the partial text; fresher words restart it, and while the
-  caller still seems to talk a transcript that reads as a finished sentence starts one too.
+  starts a speculative reply from the partial text, if that text already holds the last speech
+  (else it starts when the STT catches up: a reply to stale words would surely be dropped);
+  fresher words restart it, and while the caller still seems to talk a transcript that reads
+  as a finished sentence starts one too.
 * ``end_of_turn`` commits: a speculation started on the same text (after normalising) is a hit
   and plays; otherwise it is a miss, cancelled, and a reply starts from the final text.
 * A reply is planned in one of two ways: plain (system prompt, knowledge, history window) or
@@ -128,10 +130,18 @@ class TurnReplies:
             self._last_finalize_ms = run.audio_ms
             run.stt.finalize()
         text = getattr(ev, "text", "") or ""
-        if not run.config.speculative or not text.strip() or run.supervisor.hold_replies:
-            return
+        spec = run.speculation
+        if spec is not None and normalise(spec.prompt_text) == normalise(text):
+            return  # already speculating on these words (a finished sentence started it)
         self.drop_speculation()
-        run.speculation = self._start_turn(tl, text, speculative=True)
+        if self._may_speculate(text) and run.turns.text_is_current:
+            run.speculation = self._start_turn(tl, text, speculative=True)
+        # Stale text (the STT has not caught up with the last speech): a reply to it would
+        # surely be dropped. The speculation starts when the words land (refresh_speculation).
+
+    def _may_speculate(self, text: str) -> bool:
+        run = self.runner
+        return run.config.speculative and bool(text.strip()) and not run.supervisor.hold_replies
 
     def refresh_speculation(self) -> None:
         """Keep the speculative reply on the freshest words (early kick-off on partials).
@@ -146,9 +156,9 @@ class TurnReplies:
         spec = run.speculation
         text = run.turns.turn_text
         if state is TurnState.USER_PAUSED:
-            if spec is None or run.timeline is None or not text.strip():
+            if run.timeline is None or not self._may_speculate(text) or not run.turns.text_is_current:
                 return
-            if normalise(text) != normalise(spec.prompt_text):
+            if spec is None or normalise(text) != normalise(spec.prompt_text):
                 self.drop_speculation()
                 run.speculation = self._start_turn(run.timeline, text, speculative=True)
             return
@@ -159,7 +169,7 @@ class TurnReplies:
         finished = bool(text.strip()) and assess_completeness(text).verdict is Completeness.COMPLETE
         if spec is not None:
             self.drop_speculation()
-        if finished and run.config.speculative and not run.supervisor.hold_replies:
+        if finished and self._may_speculate(text):
             tl = self._new_timeline(asyncio.get_running_loop().time())
             run.speculation = self._start_turn(tl, text, speculative=True)
 

@@ -279,6 +279,16 @@ class TurnDetector:
         """Words of the open turn (or overlap) so far: final plus non-final."""
         return (self._final + self._nonfinal).strip()
 
+    @property
+    def text_is_current(self) -> bool:
+        """Whether :attr:`turn_text` already holds the last speech the VAD heard.
+
+        False while the STT lags the audio (its newest word ends before the last voice frame
+        and no ``<fin>``/``<end>`` came since): a reply to this text would answer words the
+        caller has already gone past.
+        """
+        return self._covered()
+
     def _fire(self, trigger: Trigger) -> None:
         try:
             target = TRANSITIONS[self._state][trigger]

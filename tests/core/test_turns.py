@@ -221,6 +221,21 @@ def test_speech_after_soniox_end_restores_the_unsure_hold() -> None:
     assert ends[0].t_ms - (1000 + 460 + 400) >= TurnConfig().hold_ms[Completeness.UNSURE]
 
 
+def test_text_is_current_only_once_the_stt_has_the_last_speech() -> None:
+    call = Call()
+    call.say("", " I need", at_ms=500, audio_end_ms=400)
+    call.voice(900)  # the caller goes on talking past "I need"
+    assert call.det.turn_text == "I need" and not call.det.text_is_current
+    call.say("", " I need a refund", at_ms=960, audio_end_ms=900)
+    call.quiet(60)
+    assert call.det.text_is_current  # the newest word ends with the last voice frame
+    call.voice(200)
+    assert not call.det.text_is_current  # more speech, no words for it yet
+    call.quiet(40)
+    call.det.on_endpoint("fin", call.t)  # Soniox finalized everything it heard
+    assert call.det.text_is_current
+
+
 def test_user_resumes_after_a_tentative_pause() -> None:
     call = Call()
     call.voice(700)
