@@ -91,6 +91,8 @@ class DemoSummary(msgspec.Struct, kw_only=True):
     calls: int
     turns: int
     e2e_ms: dict[str, float | None]
+    call_e2e_p50_ms: dict[str, float | None]
+    """Spread of the per-call e2e medians (``min``, ``max``): does any call fare worse?"""
     stages_ms: dict[str, dict[str, float | None]]
     barge_in_ms: dict[str, float | None]
     speculative: dict[str, int]
@@ -349,6 +351,11 @@ def summarise(opts: DemoOptions, results: list[TurnResult]) -> DemoSummary:
         vals = [v for r in results if (v := r.stages.get(name)) is not None]
         stages[name] = {"p50": percentile(vals, 50), "p95": percentile(vals, 95)}
     e2e = [r.e2e_ms for r in results if r.e2e_ms is not None]
+    by_call: dict[int, list[float]] = {}
+    for r in results:
+        if r.e2e_ms is not None:
+            by_call.setdefault(r.call, []).append(r.e2e_ms)
+    call_p50 = [v for xs in by_call.values() if (v := percentile(xs, 50)) is not None]
     barge = [r.barge_in_ms for r in results if r.barge_in_ms is not None]
     spec = {k: sum(1 for r in results if r.speculative == k) for k in ("hit", "miss")}
     requests = [r.llm_requests for r in results]
@@ -357,6 +364,7 @@ def summarise(opts: DemoOptions, results: list[TurnResult]) -> DemoSummary:
         calls=opts.calls,
         turns=len(results),
         e2e_ms={"p50": percentile(e2e, 50), "p95": percentile(e2e, 95)},
+        call_e2e_p50_ms={"min": min(call_p50, default=None), "max": max(call_p50, default=None)},
         stages_ms=stages,
         barge_in_ms={"p50": percentile(barge, 50), "max": max(barge) if barge else None},
         speculative=spec,

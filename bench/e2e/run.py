@@ -99,6 +99,8 @@ class ProfileRun:
     turns_per_call: int
     turns: dict[str, list[PathTurn]] = field(default_factory=lambda: {p: [] for p in PATHS})
     call_errors: dict[str, list[str]] = field(default_factory=lambda: {p: [] for p in PATHS})
+    llm_requests: dict[str, int] = field(default_factory=lambda: {p: 0 for p in PATHS})
+    """Requests the LLM emulator received during each path's phase (replies and side calls)."""
 
 
 def _ms(a: float | None, b: float | None) -> float | None:
@@ -200,6 +202,7 @@ class ProfileBench:
             await self.platform.start()
             if "mediasrv" in self.paths:
                 self.mode = "mediasrv"
+                before = len(demo.llm.requests)
                 outcomes = await asyncio.gather(
                     *(demo.run_call(i + 1) for i in range(opts.calls)), return_exceptions=True
                 )
@@ -207,12 +210,15 @@ class ProfileBench:
                 result.turns["mediasrv"] = [self._from_demo(r) for r in demo.results]
                 for t in result.turns["mediasrv"]:
                     log.info("mediasrv call %d turn %d: %s", t.call, t.turn, t)
+                result.llm_requests["mediasrv"] = len(demo.llm.requests) - before
             if "legacy" in self.paths:
                 self.mode = "legacy"
+                before = len(demo.llm.requests)
                 outcomes = await asyncio.gather(
                     *(self._legacy_call(i + 1, result.turns["legacy"]) for i in range(opts.calls)),
                     return_exceptions=True,
                 )
+                result.llm_requests["legacy"] = len(demo.llm.requests) - before
                 result.call_errors["legacy"] += [repr(o) for o in outcomes if isinstance(o, BaseException)]
         finally:
             await demo.close()
@@ -373,6 +379,8 @@ class PathSummary(msgspec.Struct, kw_only=True):
     stages_p50_ms: dict[str, float | None]
     errors: list[str]
     premature_endpoints: int = 0
+    llm_requests_per_turn: float | None = None
+    """LLM requests (replies, speculative restarts, side calls) per measured turn."""
 
 
 class ProfileSummary(msgspec.Struct, kw_only=True):
@@ -394,7 +402,9 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
 
-def summarise_path(turns: list[PathTurn], call_errors: list[str], stages: tuple[str, ...]) -> PathSummary:
+def summarise_path(
+    turns: list[PathTurn], call_errors: list[str], stages: tuple[str, ...], llm_requests: int = 0
+) -> PathSummary:
     """Percentiles of the measured turns, medians of the stages, failures with reasons."""
     e2e = [t.e2e_ms for t in turns if t.e2e_ms is not None]
     failed = [t for t in turns if t.e2e_ms is None]
@@ -406,6 +416,7 @@ def summarise_path(turns: list[PathTurn], call_errors: list[str], stages: tuple[
         stages_p50_ms={s: _median([v for t in turns if (v := t.stages.get(s)) is not None]) for s in stages},
         errors=errors,
         premature_endpoints=sum(t.premature_endpoints for t in turns),
+        llm_requests_per_turn=round(llm_requests / len(turns), 2) if turns else None,
     )
 
 
@@ -413,7 +424,10 @@ def summarise(run: ProfileRun) -> ProfileSummary:
     """Both paths of a profile and the ratio mediasrv / legacy of the e2e medians."""
     paths = {
         p: summarise_path(
-            run.turns[p], run.call_errors[p], MEDIASRV_STAGES if p == "mediasrv" else LEGACY_STAGES
+            run.turns[p],
+            run.call_errors[p],
+            MEDIASRV_STAGES if p == "mediasrv" else LEGACY_STAGES,
+            run.llm_requests[p],
         )
         if run.turns[p] or run.call_errors[p]
         else None
@@ -441,7 +455,7 @@ def print_table(summaries: list[ProfileSummary], file: Any = sys.stdout) -> None
     """The headline table, then the stage medians and any failures."""
     print(
         f"{'profile':<8} {'path':<9} {'turns':>5} {'failed':>6} "
-        f"{'e2e p50':>8} {'e2e p95':>8} {'ratio p50':>9}",
+        f"{'e2e p50':>8} {'e2e p95':>8} {'ratio p50':>9} {'LLM req/turn':>12}",
         file=file,
     )
     for s in summaries:
@@ -452,7 +466,8 @@ def print_table(summaries: list[ProfileSummary], file: Any = sys.stdout) -> None
             ratio = _fmt(s.ratio_p50, ".2f") if name == "legacy" else ""
             print(
                 f"{s.profile:<8} {name:<9} {p.turns:>5} {p.failed:>6} "
-                f"{_fmt(p.e2e_ms['p50']):>8} {_fmt(p.e2e_ms['p95']):>8} {ratio:>9}",
+                f"{_fmt(p.e2e_ms['p50']):>8} {_fmt(p.e2e_ms['p95']):>8} {ratio:>9} "
+                f"{_fmt(p.llm_requests_per_turn, '.2f'):>12}",
                 file=file,
             )
     print("stage medians (ms):", file=file)

@@ -85,3 +85,6 @@ async def test_legacy_path_completes_one_turn_through_ffmpeg_and_rest_playback()
 
     summary = summarise(run)
     assert summary.legacy is not None and summary.legacy.failed == 0 and summary.mediasrv is None
+    # The LLM cost of the phase is what the emulator saw: three calls for the one turn.
+    assert run.llm_requests["legacy"] == len(demo.llm.requests) >= 3
+    assert summary.legacy.llm_requests_per_turn == len(demo.llm.requests)
