@@ -6,8 +6,9 @@ turn events (the runner dispatches them). Rules:
 * ``user_paused`` asks the STT to finalize (at most every ``FINALIZE_MIN_GAP_MS`` of audio) and
   starts a speculative reply from the partial text, if that text already holds the last speech
   (else it starts when the STT catches up: a reply to stale words would surely be dropped);
-  fresher words restart it, and while the caller still seems to talk a transcript that reads
-  as a finished sentence starts one too.
+  fresher words restart it (once the silence reaches the pause point of the new words: a
+  reply to "I'm calling about the bill I" waits longer than one to "... last week."), and while
+  the caller still seems to talk a transcript that reads as a finished sentence starts one too.
 * ``end_of_turn`` commits: a speculation started on the same text (after normalising) is a hit
   and plays; otherwise it is a miss, cancelled, and a reply starts from the final text.
 * A reply is planned in one of two ways: plain (system prompt, knowledge, history window) or
@@ -156,11 +157,16 @@ class TurnReplies:
         spec = run.speculation
         text = run.turns.turn_text
         if state is TurnState.USER_PAUSED:
-            if run.timeline is None or not self._may_speculate(text) or not run.turns.text_is_current:
+            if spec is not None and normalise(text) == normalise(spec.prompt_text):
                 return
-            if spec is None or normalise(text) != normalise(spec.prompt_text):
-                self.drop_speculation()
+            self.drop_speculation()  # its words are out of date whatever comes next
+            turns = run.turns
+            if run.timeline is None or not self._may_speculate(text):
+                return
+            if turns.text_is_current and turns.speculation_due:
                 run.speculation = self._start_turn(run.timeline, text, speculative=True)
+            # else: less finished words ("... the bill I") wait for their own, later pause point,
+            # where the detector sends UserPaused again.
             return
         if state not in (TurnState.USER_SPEAKING, TurnState.USER_PAUSING):
             return

@@ -29,6 +29,8 @@ Rules:
    yet cover the last speech (the STT lags), the hold is at least ``stale_text_wait_ms``.
 4. ``UserPaused`` (speculate, send ``finalize``) fires ``speculate_lead_ms`` before the hold
    ends but never before ``speculate_min_ms`` of silence; speech after it gives ``UserResumed``.
+   Words that land during the pause change the text and so its hold: ``UserPaused`` fires again
+   (with the new text) once the new text's own pause point is reached.
 5. ``EndOfTurn`` fires when the silence reaches the hold, at once on ``<end>`` (unless the text
    looks INCOMPLETE or UNSURE: then ``<end>`` only confirms the text, see
    ``TurnConfig.endpoint_always_commits``, and shortens an UNSURE hold to
@@ -173,7 +175,12 @@ TRANSITIONS: Final[Mapping[TurnState, Mapping[Trigger, TurnState]]] = {
         T.DISCARD: S.LISTENING,
         T.AGENT_STOP: S.USER_PAUSING,
     },
-    S.USER_PAUSED: {T.RESUME: S.USER_SPEAKING, T.COMMIT: S.LISTENING, T.AGENT_STOP: S.USER_PAUSED},
+    S.USER_PAUSED: {
+        T.RESUME: S.USER_SPEAKING,
+        T.COMMIT: S.LISTENING,
+        T.AGENT_STOP: S.USER_PAUSED,
+        T.PAUSE: S.USER_PAUSED,
+    },
     S.AGENT_SPEAKING: {T.VOICE: S.OVERLAP, T.AGENT_STOP: S.LISTENING, T.AGENT_START: S.AGENT_SPEAKING},
     S.OVERLAP: {
         T.BARGE_IN: S.USER_SPEAKING,
@@ -263,6 +270,7 @@ class TurnDetector:
         self._text_update_ms = -1  # when the text last changed
         self._fin_ms = -1
         self._endpoint_ms = -1  # when Soniox last sent <end>
+        self._paused_text = ""  # the text of the last UserPaused
         self._last_voice_ms = 0
         self._voiced_ms = 0
         self._now_ms = 0
@@ -278,6 +286,26 @@ class TurnDetector:
     def turn_text(self) -> str:
         """Words of the open turn (or overlap) so far: final plus non-final."""
         return (self._final + self._nonfinal).strip()
+
+    @property
+    def speculation_due(self) -> bool:
+        """Whether the silence so far has reached the pause point of the *current* text.
+
+        True only while the caller is silent after speaking (pausing or paused) and the silence
+        is at least ``max(speculate_min_ms, hold - speculate_lead_ms)`` for how finished the
+        words look now: a reply to "I'm calling about the" is not worth starting 40 ms into a
+        gap between words, one to "what is the price of the pro plan?" is.
+        """
+        if self._state not in (TurnState.USER_PAUSING, TurnState.USER_PAUSED):
+            return False
+        text = self.turn_text
+        if not text:
+            return False
+        return self._now_ms - self._last_voice_ms >= self._pause_point_ms(assess_completeness(text).verdict)
+
+    def _pause_point_ms(self, verdict: Completeness) -> int:
+        cfg = self.config
+        return max(cfg.speculate_min_ms, self._hold_ms(verdict) - cfg.speculate_lead_ms)
 
     @property
     def text_is_current(self) -> bool:
@@ -535,9 +563,10 @@ class TurnDetector:
         hold = self._hold_ms(verdict)
         if silence >= hold:
             self._commit(t_ms, "silence", verdict)
-        elif self._state is TurnState.USER_PAUSING and silence >= max(
-            cfg.speculate_min_ms, hold - cfg.speculate_lead_ms
+        elif silence >= max(cfg.speculate_min_ms, hold - cfg.speculate_lead_ms) and (
+            self._state is TurnState.USER_PAUSING or text != self._paused_text
         ):
+            self._paused_text = text
             self._fire(Trigger.PAUSE)
             self._events.append(UserPaused(t_ms=t_ms, text=text, verdict=verdict, silence_ms=silence))
 

@@ -236,6 +236,25 @@ def test_text_is_current_only_once_the_stt_has_the_last_speech() -> None:
     assert call.det.text_is_current
 
 
+def test_words_landing_in_a_pause_move_its_pause_point() -> None:
+    cfg = TurnConfig(speculate_min_ms=40, speculate_lead_ms=660)  # the agent runner's settings
+    call = Call(cfg)
+    call.say("", " I'm calling", at_ms=560, audio_end_ms=500)
+    call.voice(1000)
+    call.quiet(60)  # UNSURE text: pause point 700 - 660 = 40 ms
+    first = call.of(UserPaused)
+    assert len(first) == 1 and first[0].text == "I'm calling" and call.det.speculation_due
+    # the STT catches up: the words now end on a stranded "I" (INCOMPLETE, hold 1200)
+    call.say("", " I'm calling about the bill I", at_ms=call.t + 20, audio_end_ms=1000)
+    call.quiet(20)
+    assert not call.det.speculation_due  # 1200 - 660 = 540 ms of silence for these words
+    assert len(call.of(UserPaused)) == 1
+    call.quiet(600)
+    again = call.of(UserPaused)
+    assert len(again) == 2 and again[1].text == "I'm calling about the bill I"
+    assert again[1].silence_ms >= 540 and not call.of(EndOfTurn)
+
+
 def test_user_resumes_after_a_tentative_pause() -> None:
     call = Call()
     call.voice(700)
