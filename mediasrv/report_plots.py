@@ -40,6 +40,8 @@ __all__ = ["PLOTS", "plot_e2e_cdf", "plot_stages_box", "plot_stages_per_turn", "
 _SEGMENT_COLOURS: Final = ("#E69F00", "#56B4E9", "#009E73", "#BBBBBB")
 _PROFILE_COLOURS: Final = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 _TARGET_COLOUR: Final = "#C0392B"
+BOX_FLOOR_MS: Final = 1
+"""The stage-spread plot is on a log axis: shorter values (the pacer's send, ~0 ms) sit here."""
 _LOG_TICKS_MS: Final = (10, 20, 50, 100, 200, 300, 500, 1000, 2000, 3000, 5000, 10000, 20000, 50000)
 
 
@@ -263,7 +265,7 @@ def plot_stages_box(rows: Sequence[TurnRow], path: Path) -> None:
         for i, (_, attr, _) in enumerate(stages):
             xs = stage_values(group, attr)
             if xs:
-                data.append(xs)
+                data.append([max(BOX_FLOOR_MS, x) for x in xs])  # a log axis has no zero
                 pos.append(len(stages) - 1 - i + ((n_prof - 1) / 2 - j) * height)
         ax.boxplot(
             data,
@@ -285,13 +287,18 @@ def plot_stages_box(rows: Sequence[TurnRow], path: Path) -> None:
         fontsize=10,
     )
     ax.set_xscale("log")
-    lo = min(min(stage_values(rows, a)) for _, a, _ in stages)
+    lo = max(BOX_FLOOR_MS, min(min(stage_values(rows, a)) for _, a, _ in stages))
     hi = max(max(stage_values(rows, a)) for _, a, _ in stages)
-    ticks = [t for t in _LOG_TICKS_MS if lo / 1.5 <= t <= hi * 1.5]
+    ticks = [t for t in (BOX_FLOOR_MS, 2, 5, *_LOG_TICKS_MS) if lo / 1.5 <= t <= hi * 1.5]
     ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
+    ax.set_xlim(lo / 1.5, hi * 1.5)
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.axvline(E2E_TARGET_MS, color=_TARGET_COLOUR, linestyle="--", linewidth=1.2)
-    ax.set_xlabel("milliseconds (log scale); box = p25..p75, line = median, whiskers = p5..p95", fontsize=10)
+    ax.set_xlabel(
+        "milliseconds (log scale, values under 1 ms drawn at 1 ms); "
+        "box = p25..p75, line = median, whiskers = p5..p95",
+        fontsize=10,
+    )
     ax.set_title("Spread of each stage", fontsize=13)
     ax.grid(axis="x", color="#E5E5E5", linewidth=0.8, which="both")
     ax.set_axisbelow(True)

@@ -451,8 +451,7 @@ class AgentRunner:
                 self.turns.on_tokens(ev.final_delta, ev.nonfinal, self.audio_ms, audio_end_ms=ev.audio_end_ms)
                 self.turn_replies.refresh_speculation()
             elif isinstance(ev, SttEndpoint):
-                if self.timeline is not None:
-                    self.timeline.stamp("stt_final", ev.at)
+                self.turn_replies.on_stt_final(ev.at)
                 self.turns.on_endpoint("end" if ev.kind == "end" else "fin", self.audio_ms)
             elif isinstance(ev, SttFailure):
                 self.counters.stt_failures += 1

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mediasrv.agent")
 
+FINAL_PENDING_S = 2.0
+"""How long after the end of turn a ``<fin>``/``<end>`` still counts as that turn's final."""
 FINALIZE_MIN_GAP_MS = 2000
 """Least audio between two STT ``finalize`` requests (Soniox: not more than every few seconds)."""
 
@@ -52,6 +54,20 @@ class TurnReplies:
     def __init__(self, runner: AgentRunner) -> None:
         self.runner = runner
         self._last_finalize_ms = -FINALIZE_MIN_GAP_MS
+        self._final_pending: TurnTimeline | None = None  # committed before its final transcript
+
+    def on_stt_final(self, at: float) -> None:
+        """A Soniox ``<end>``/``<fin>``: the open turn's latest, or the one a turn committed without.
+
+        The answer to the ``finalize`` sent at the pause often lands just after the end of turn;
+        one from a pause inside the turn (before the last speech) does not count.
+        """
+        pending, self._final_pending = self._final_pending, None
+        target = self.runner.timeline
+        if pending is not None and at - (pending.get("eot") or 0.0) < FINAL_PENDING_S:
+            target = pending
+        if target is not None:
+            target.stamp("stt_final", at, overwrite=True)
 
     # ----------------------------------------------------------------- planning a reply
     def _new_timeline(self, now: float) -> TurnTimeline:
@@ -196,7 +212,12 @@ class TurnReplies:
         run = self.runner
         tl = self._new_timeline(now)
         tl.stamp("eot", now)
-        tl.stamp("vad_end", now - ev.silence_ms / 1000.0, overwrite=True)
+        vad_end = now - ev.silence_ms / 1000.0
+        tl.stamp("vad_end", vad_end, overwrite=True)
+        final = tl.get("stt_final")
+        if final is None or final < vad_end:  # a finalize from a pause inside the turn
+            tl.stamps.pop("stt_final", None)
+            self._final_pending = tl
         text = ev.text
         tl.text = text
         run.timeline = None

@@ -142,6 +142,10 @@ async def test_pipeline_flow_records_and_cached_greeting(
         assert sum(t.side_requests for t in detail.turns) == c.side_calls
         assert sum(t.llm_requests for t in detail.turns) == c.llm_requests
         assert detail.turns[1].llm_requests >= 1  # the first caller turn was answered by the LLM
+        # The final transcript of a turn is the one that holds its last speech, not a finalize
+        # answered at a pause inside it (origin here: the VAD's end of speech).
+        finals = [t.stt_final_ms for t in detail.turns[1:] if t.stt_final_ms is not None]
+        assert finals and all(f > 0 for f in finals), finals
         assert detail.turns[0].first_frame_ms is not None  # the greeting: start -> first frame
         assert detail.outcome == "completed" and detail.ended_at is not None
         assert len(reader.list_calls()) == 2
