@@ -141,7 +141,7 @@ class TurnReplies:
         """A tentative end of turn: finalize the STT, speculate on the partial text."""
         run = self.runner
         tl = self._new_timeline(now)
-        tl.stamp("user_paused", now)
+        tl.stamp("user_paused", now, overwrite=True)  # the pause that led to the end
         # Soniox: "do not send [finalize] more than every few seconds".
         if run.audio_ms - self._last_finalize_ms >= FINALIZE_MIN_GAP_MS:
             self._last_finalize_ms = run.audio_ms
