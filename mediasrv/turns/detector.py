@@ -226,6 +226,11 @@ class TurnConfig:
             INCOMPLETE or UNSURE ("my account number is") does not end the turn; it only marks
             the text as current. Soniox documents ``<end>`` as semantic, but a silence-based
             endpoint (or a slow talker) must not cut a caller off mid-clause.
+        speculate_coverage_slack_ms: ``coverage_slack_ms`` for :attr:`TurnDetector.text_is_current`
+            (may a speculative reply start on these words?). Wider: in line noise the VAD's
+            last voice frame trails the last word by up to ~80 ms (dev corpus: p95 +17, max +81
+            ms), and a reply held back for that would wait for the end of turn. The holds keep
+            the narrow slack.
         endpoint_unsure_hold_ms: the hold of UNSURE text once Soniox has sent ``<end>`` after
             the last voice: two independent judges (its endpoint model, our text rules) both
             lean towards "finished", so the turn ends sooner than the UNSURE hold alone, but
@@ -245,6 +250,7 @@ class TurnConfig:
     backchannel_silence_ms: int = 300
     endpoint_always_commits: bool = False
     endpoint_unsure_hold_ms: int = 500
+    speculate_coverage_slack_ms: int = 100
 
 
 class TurnDetector:
@@ -311,11 +317,11 @@ class TurnDetector:
     def text_is_current(self) -> bool:
         """Whether :attr:`turn_text` already holds the last speech the VAD heard.
 
-        False while the STT lags the audio (its newest word ends before the last voice frame
-        and no ``<fin>``/``<end>`` came since): a reply to this text would answer words the
-        caller has already gone past.
+        False while the STT lags the audio (its newest word ends well before the last voice
+        frame, see ``TurnConfig.speculate_coverage_slack_ms``, and no ``<fin>``/``<end>`` came
+        since): a reply to this text would answer words the caller has already gone past.
         """
-        return self._covered()
+        return self._covered(self.config.speculate_coverage_slack_ms)
 
     def _fire(self, trigger: Trigger) -> None:
         try:
@@ -529,13 +535,14 @@ class TurnDetector:
     def _begin_overlap(self) -> None:
         self._voiced_ms = 0
 
-    def _covered(self) -> bool:
+    def _covered(self, slack_ms: int | None = None) -> bool:
         """Whether the text already includes the last speech the VAD heard."""
         last = self._last_voice_ms
         if self._fin_ms >= last:
             return True
         if self._text_end_ms is not None:
-            return self._text_end_ms >= last - self.config.coverage_slack_ms
+            slack = self.config.coverage_slack_ms if slack_ms is None else slack_ms
+            return self._text_end_ms >= last - slack
         return self._text_update_ms >= last
 
     def _hold_ms(self, verdict: Completeness) -> int:
