@@ -307,11 +307,12 @@ class TurnDetector:
         text = self.turn_text
         if not text:
             return False
-        return self._now_ms - self._last_voice_ms >= self._pause_point_ms(assess_completeness(text).verdict)
+        hold = self._hold_ms(assess_completeness(text).verdict)
+        return self._now_ms - self._last_voice_ms >= self._pause_point_ms(hold)
 
-    def _pause_point_ms(self, verdict: Completeness) -> int:
-        cfg = self.config
-        return max(cfg.speculate_min_ms, self._hold_ms(verdict) - cfg.speculate_lead_ms)
+    def _pause_point_ms(self, hold_ms: int) -> int:
+        """Silence after which ``UserPaused`` fires for text whose hold is ``hold_ms``."""
+        return max(self.config.speculate_min_ms, hold_ms - self.config.speculate_lead_ms)
 
     @property
     def text_is_current(self) -> bool:
@@ -570,7 +571,7 @@ class TurnDetector:
         hold = self._hold_ms(verdict)
         if silence >= hold:
             self._commit(t_ms, "silence", verdict)
-        elif silence >= max(cfg.speculate_min_ms, hold - cfg.speculate_lead_ms) and (
+        elif silence >= self._pause_point_ms(hold) and (
             self._state is TurnState.USER_PAUSING or text != self._paused_text
         ):
             self._paused_text = text
