@@ -130,8 +130,10 @@ class TurnTimeline:
         return round((tb - ta) * 1000.0, 1)
 
     def _playback_start(self) -> float | None:
-        ready = _ready_stage(self.stamps)
-        return None if ready is None else self._span(ready, "first_frame")
+        ttfb, eot = self.stamps.get("tts_ttfb"), self.stamps.get("eot")
+        if ttfb is None:
+            return None
+        return self._span("eot" if eot is not None and eot > ttfb else "tts_ttfb", "first_frame")
 
     def summary(self) -> TurnSummary:
         """Stage durations in ms; the origin is the end of speech (true if known, else VAD)."""
@@ -155,13 +157,6 @@ class TurnTimeline:
             llm_requests=self.llm_requests,
             side_requests=self.side_requests,
         )
-
-
-def _ready_stage(stamps: dict[str, float]) -> str | None:
-    ttfb, eot = stamps.get("tts_ttfb"), stamps.get("eot")
-    if ttfb is None:
-        return None
-    return "eot" if eot is not None and eot > ttfb else "tts_ttfb"
 
 
 def percentile(values: list[float], q: float) -> float | None:
