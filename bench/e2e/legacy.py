@@ -56,6 +56,7 @@ from mediasrv.agent.adapters import SonioxSTT, StreamingLLM
 from mediasrv.agent.config import AgentConfig
 from mediasrv.agent.ports import LlmDelta, SttEndpoint, SttFailure, SttText
 from mediasrv.call import CallHandle
+from mediasrv.emulators.hosting import Listener, listen
 from mediasrv.providers.elevenlabs.messages import InitContext, SendText, decode_server_message, encode
 from mediasrv.providers.llm.openai_client import OpenAIChat
 from mediasrv.providers.telnyx.callcontrol import CallControlClient
@@ -235,25 +236,20 @@ class LegacyPlatform:
         )
         self.db.commit()
         self.media_base_url = ""
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
 
     async def start(self) -> None:
         """Open the HTTP session and start serving ``tmp`` on 127.0.0.1."""
         self.http = aiohttp.ClientSession()
         app = web.Application()
         app.router.add_static(MEDIA_PATH, self.tmp)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.media_base_url = f"http://127.0.0.1:{port}{MEDIA_PATH}"
+        self._listener = await listen(app, "127.0.0.1", 0)
+        self.media_base_url = f"http://127.0.0.1:{self._listener.port}{MEDIA_PATH}"
 
     async def close(self) -> None:
         """Stop the server, close clients and the database, delete the temp directory."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._listener is not None:
+            await self._listener.close()
         for closer in (self.cc.aclose, self.llm.client.aclose):
             with contextlib.suppress(Exception):
                 await closer()

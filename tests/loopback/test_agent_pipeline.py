@@ -18,6 +18,7 @@ from aiohttp import web
 
 from mediasrv.corpus import DEMO_CORPUS
 from mediasrv.demo import Demo, DemoOptions
+from mediasrv.emulators.hosting import listen
 from mediasrv.records import RecordReader
 
 pytestmark = pytest.mark.slow
@@ -70,13 +71,9 @@ async def webhook() -> AsyncIterator[tuple[str, list[object]]]:
 
     app = web.Application()
     app.router.add_post("/billing", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/billing", seen
-    await runner.cleanup()
+    listener = await listen(app, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{listener.port}/billing", seen
+    await listener.close()
 
 
 async def test_pipeline_flow_records_and_cached_greeting(

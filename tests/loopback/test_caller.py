@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from mediasrv.codec import ulaw_encode
 from mediasrv.corpus import dev_corpus
 from mediasrv.emulators.caller import FRAME_BYTES, SILENCE_BYTE, SimulatedCaller, load_wav_ulaw
+from mediasrv.emulators.hosting import listen
 from mediasrv.providers.telnyx import (
     MarkEchoed,
     MediaReceived,
@@ -97,15 +98,11 @@ async def server() -> AsyncIterator[MediaServer]:
 
     app = web.Application()
     app.router.add_get("/media", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    listener = await listen(app, "127.0.0.1", 0)
     try:
-        yield MediaServer(url=f"ws://{host}:{port}/media", accepted=accepted)
+        yield MediaServer(url=f"ws://{listener.host}:{listener.port}/media", accepted=accepted)
     finally:
-        await runner.cleanup()
+        await listener.close()
 
 
 async def accept(server: MediaServer) -> ServerSide:

@@ -24,6 +24,7 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from mediasrv.emulators.hosting import listen
 from mediasrv.emulators.telnyx import TelnyxEmulator, audio_duration_s, mp3_duration_s, wav_duration_s
 from mediasrv.errors import ProviderConnectError
 from mediasrv.profiles import get_profile
@@ -209,12 +210,8 @@ async def rig() -> AsyncIterator[Rig]:
     app = web.Application()
     app.router.add_post("/api/telnyx/webhook", receiver.webhook)
     app.router.add_get("/media/{name}", receiver.media)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    receiver.url = f"http://{host}:{port}"
+    listener = await listen(app, "127.0.0.1", 0)
+    receiver.url = f"http://{listener.host}:{listener.port}"
     emulator.webhook_url = f"{receiver.url}/api/telnyx/webhook"
     media = MediaServer()
     ws_server = await serve(media.handler, "127.0.0.1", 0)
@@ -227,7 +224,7 @@ async def rig() -> AsyncIterator[Rig]:
         await emulator.close()
         ws_server.close()
         await ws_server.wait_closed()
-        await runner.cleanup()
+        await listener.close()
 
 
 async def answered_call(rig: Rig, **answer_kwargs: object) -> str:
