@@ -81,6 +81,28 @@ PROFILES: Final[dict[str, Profile]] = {
 }
 
 
+def instant_profile(name: str = "instant", **changes: object) -> Profile:
+    """A profile with no modelled delay at all; ``changes`` set the few figures a test times.
+
+    Audio comes in 20 ms chunks at real time (the smallest shape the emulators accept).
+    """
+    base = Profile(
+        name=name,
+        stt_endpoint_silence_ms=0,
+        stt_partial_lag_ms=0,
+        stt_finalize_ms=0,
+        llm_ttft_ms=0,
+        llm_tokens_per_s=0.0,
+        extraction_ms=None,
+        transition_ms=None,
+        tts_ttfb_ms=0,
+        tts_chunk_ms=20,
+        tts_realtime_factor=1.0,
+        jitter_ms=0,
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
 def get_profile(name: str) -> Profile:
     """Return the named profile.
 

@@ -23,7 +23,7 @@ from mediasrv.agent.flow import CallFlow, CallWebhook, FlowState
 from mediasrv.agent.planner import LLMRequest, TurnPlan, TurnPlanner
 from mediasrv.agent.prompts import ConversationMemory
 from mediasrv.emulators.llm import LLMEmulator
-from mediasrv.profiles import Profile
+from mediasrv.profiles import Profile, instant_profile
 from mediasrv.providers.llm import Done, OpenAIChat, SayExtractor, TextDelta
 
 AGENTS = Path(__file__).resolve().parents[2] / "agents"
@@ -34,19 +34,12 @@ UTTERANCE = "I'm Alice Smith and tomorrow works, please check"
 
 
 def scaled_typical() -> Profile:
-    return Profile(
-        name="typical-scaled",
-        stt_endpoint_silence_ms=0,
-        stt_partial_lag_ms=0,
-        stt_finalize_ms=0,
+    return instant_profile(
+        "typical-scaled",
         llm_ttft_ms=REPLY_TTFT_MS,
         llm_tokens_per_s=60.0,
         extraction_ms=EXTRACTION_MS,
         transition_ms=TRANSITION_MS,
-        tts_ttfb_ms=0,
-        tts_chunk_ms=20,
-        tts_realtime_factor=1.0,
-        jitter_ms=0,
     )
 
 

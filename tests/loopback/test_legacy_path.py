@@ -19,25 +19,20 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level directory of the reposit
     sys.path.insert(0, str(ROOT))
 
 from bench.e2e.run import ProfileBench, summarise  # noqa: E402
-from mediasrv.profiles import Profile  # noqa: E402
+from mediasrv.profiles import instant_profile  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None, reason="ffmpeg is not on PATH (apt-get install ffmpeg)"
 )
 
-ZERO = Profile(
-    name="zero",
+ZERO = instant_profile(
+    "zero",
     stt_endpoint_silence_ms=200,
-    stt_partial_lag_ms=0,
-    stt_finalize_ms=0,
-    llm_ttft_ms=0,
     llm_tokens_per_s=1000.0,
     extraction_ms=0,
     transition_ms=0,
-    tts_ttfb_ms=0,
     tts_chunk_ms=100,
     tts_realtime_factor=100.0,
-    jitter_ms=0,
 )
 
 

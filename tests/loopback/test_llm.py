@@ -14,7 +14,7 @@ from openai import AsyncOpenAI
 from mediasrv.emulators.llm import LLMEmulator, LLMFaults
 from mediasrv.emulators.llm_rules import Reply, ScriptedToolCall
 from mediasrv.errors import ProviderConnectError, ProviderError, ProviderRejected
-from mediasrv.profiles import Profile
+from mediasrv.profiles import Profile, instant_profile
 from mediasrv.providers.llm import (
     AnthropicChat,
     Done,
@@ -30,20 +30,7 @@ from mediasrv.providers.llm import (
 
 
 def make_profile(ttft_ms: int = 0, tokens_per_s: float = 0.0) -> Profile:
-    return Profile(
-        name="test",
-        stt_endpoint_silence_ms=0,
-        stt_partial_lag_ms=0,
-        stt_finalize_ms=0,
-        llm_ttft_ms=ttft_ms,
-        llm_tokens_per_s=tokens_per_s,
-        extraction_ms=None,
-        transition_ms=None,
-        tts_ttfb_ms=0,
-        tts_chunk_ms=20,
-        tts_realtime_factor=1.0,
-        jitter_ms=0,
-    )
+    return instant_profile("test", llm_ttft_ms=ttft_ms, llm_tokens_per_s=tokens_per_s)
 
 
 USER = [{"role": "system", "content": "You are a phone agent."}, {"role": "user", "content": "Hello?"}]
@@ -262,10 +249,7 @@ async def test_cancel_from_another_task_wakes_the_consumer(emulator: LLMEmulator
 
 
 async def test_extraction_purpose_uses_profile_total(emulator: LLMEmulator, chat: OpenAIChat) -> None:
-    profile = make_profile(ttft_ms=0, tokens_per_s=1000)
-    emulator.profile = Profile(
-        **{**{f: getattr(profile, f) for f in profile.__struct_fields__}, "extraction_ms": 200}
-    )
+    emulator.profile = instant_profile("test", llm_tokens_per_s=1000, extraction_ms=200)
     stream = chat.stream(USER, purpose="extraction")
     await collect(stream)
     assert stream.total_s is not None and 0.18 <= stream.total_s <= 0.45
