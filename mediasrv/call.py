@@ -208,9 +208,9 @@ class MediaCall:
         for ev in self.stream.events_received():
             if isinstance(ev, tstream.MediaReceived):
                 self.stats.frames_in += 1
-                # Order by `chunk`, the media-only counter: `sequence_number` counts every
-                # message (marks, dtmf), so it has gaps that are not lost audio.
-                self.jitter.push(ev.chunk, ev.payload, now)
+                # Order by the core's dense index (learnt from `chunk`, the media-only counter,
+                # whatever its start and step; TelnyxStream rule 4), never by a guessed step.
+                self.jitter.push(ev.index, ev.payload, now)
                 self._drain_jitter(now)
             elif isinstance(ev, tstream.MarkEchoed):
                 self.stats.marks_echoed += 1

@@ -11,6 +11,12 @@ It plays the part Telnyx plays on a real call (protocols.md 2.4, "Media side"):
   time (queued duration = bytes / 8000 s); a mark is echoed when the audio before it has
   finished playing (at once if nothing is queued); ``clear`` drops the queue and echoes
   pending marks at once (Telnyx docs, "clear" and "mark");
+* plays returned audio only as Telnyx would (:class:`~mediasrv.emulators.caller_core.StreamSpec`):
+  nothing unless the stream was set up with ``stream_bidirectional_mode=rtp``, and only
+  chunks of 20 ms to 30 s; anything else is recorded in ``rejected_media`` and not heard
+  (a chunk of the wrong size also gets ``error`` 100004; Telnyx's own answer is UNCONFIRMED);
+* numbers its media frames and shapes its ``start`` frame as the spec says (the Telnyx
+  emulator varies both from call to call);
 * answers ``error`` 100003 to non-JSON or unknown frames and 100004 to bad base64;
 * records every frame heard with its receive time and play time, and every frame sent,
   so tests can measure end-of-utterance -> first agent audio.
@@ -58,6 +64,8 @@ from mediasrv.emulators.caller_core import (
     MarkEcho,
     PlaybackQueue,
     SentMedia,
+    StreamSpec,
+    returned_media_problem,
 )
 from mediasrv.errors import CodecError, LocalProtocolError
 from mediasrv.providers.telnyx import messages as m
@@ -75,6 +83,7 @@ __all__ = [
     "PlaybackQueue",
     "SentMedia",
     "SimulatedCaller",
+    "StreamSpec",
     "Utterance",
     "load_wav_ulaw",
 ]
@@ -179,6 +188,7 @@ class SimulatedCaller:
         echo_gain_db: float | None = None,
         echo_delay_ms: float = 0.0,
         open_timeout_s: float = 5.0,
+        spec: StreamSpec | None = None,
     ) -> None:
         """Configure the call; nothing happens on the network until :meth:`connect`.
 
@@ -203,6 +213,9 @@ class SimulatedCaller:
                 our line at this gain, ``echo_delay_ms`` after it starts playing.
             echo_delay_ms: echo path delay.
             open_timeout_s: WebSocket opening handshake timeout.
+            spec: how the stream was set up and how its frames look (default: answered with
+                ``rtp``/PCMU, documented numbering, full ``start``); the Telnyx emulator
+                sets it through :meth:`configure` before :meth:`connect`.
         """
         self._rng = rng if rng is not None else random.Random(0)
         self.url = url
@@ -219,6 +232,8 @@ class SimulatedCaller:
             client_state=client_state,
             auth_token=auth_token if auth_in_connected else None,
         )
+        self.spec = StreamSpec()
+        self.configure(spec or self.spec)
         self._impairment: Impairment[SentMedia] = Impairment(
             self._rng, reorder_p=reorder_p, dup_p=dup_p, drop_p=drop_p
         )
@@ -239,9 +254,17 @@ class SimulatedCaller:
         self.clears_received: list[float] = []
         self.sent: list[SentMedia] = []
         self.errors_sent: list[tuple[int, str]] = []
+        self.rejected_media: list[tuple[float, str]] = []
+        """``(loop time, why)`` of each media frame from the server that Telnyx would not play."""
         self.received_frames = 0
         self.closed_by_server = False
         self.closed = asyncio.Event()
+
+    def configure(self, spec: StreamSpec) -> None:
+        """Set how the stream was set up (Call Control) and how its frames look; before :meth:`connect`."""
+        self.spec = spec
+        self.frames.numbering = spec.numbering
+        self.frames.start_style = spec.start_style
 
     @property
     def dropped(self) -> list[SentMedia]:
@@ -441,6 +464,12 @@ class SimulatedCaller:
             await self._send_error(ws, fault.code, title, str(exc))
             return
         if isinstance(frame, m.MediaOut):
+            problem = returned_media_problem(frame.media.payload, self.spec)
+            if problem is not None:
+                self.rejected_media.append((now, problem))
+                if self.spec.bidirectional_mode == "rtp":
+                    await self._send_error(ws, m.ERROR_INVALID_MEDIA, "invalid_media", problem)
+                return
             heard = self._playback.push_audio(frame.media.payload, now)
             self.heard.append(heard)
             if self._echo_gain_db is not None:

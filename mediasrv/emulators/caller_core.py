@@ -4,7 +4,12 @@
 says what the caller does on the wire. Here:
 
 * :class:`CallerFrames` builds the frames Telnyx sends to a media server, with Telnyx's
-  counters (:class:`SentMedia` for each ``media`` frame);
+  counters (:class:`SentMedia` for each ``media`` frame) numbered as a :class:`Numbering`
+  says, and a ``start`` frame whose optional fields are full, missing or ``null``
+  (:data:`StartStyle`);
+* :class:`StreamSpec` is what the Call Control command asked of the stream (bidirectional
+  mode and codec) and how this call's frames look; :func:`returned_media_problem` says
+  whether Telnyx would play a ``media`` frame the server sent back;
 * :class:`Impairment` reorders, duplicates and drops media frames;
 * :class:`PlaybackQueue` models Telnyx's outbound playback as a real-time cursor and says when
   each mark falls due (:class:`HeardFrame` per frame heard; the shell keeps a :class:`MarkEcho`
@@ -27,8 +32,8 @@ import uuid
 from array import array
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from mediasrv.codec import ulaw_decode, ulaw_encode
 from mediasrv.providers.telnyx import messages as m
@@ -45,8 +50,12 @@ __all__ = [
     "HeardFrame",
     "Impairment",
     "MarkEcho",
+    "Numbering",
     "PlaybackQueue",
     "SentMedia",
+    "StartStyle",
+    "StreamSpec",
+    "returned_media_problem",
 ]
 
 SAMPLE_RATE_HZ: Final = 8000
@@ -55,6 +64,84 @@ FRAME_S: Final = FRAME_MS / 1000
 FRAME_BYTES: Final = SAMPLE_RATE_HZ * FRAME_MS // 1000  # 160: PCMU is one byte per sample
 SILENCE_BYTE: Final = 0xFF  # PCMU silence (protocols.md 2.3)
 SILENCE_FRAME: Final = bytes([SILENCE_BYTE]) * FRAME_BYTES
+
+
+MAX_RETURNED_MS: Final = 30_000
+MIN_RETURNED_MS: Final = 20
+"""Telnyx AsyncAPI page, "Bidirectional Media": "RTP media chunks sent back to Telnyx can contain
+20 milliseconds to 30 seconds of audio"."""
+RETURNED_BYTES_PER_MS: Final[dict[str, int]] = {"PCMU": 8, "PCMA": 8, "G722": 8, "L16": 32}
+"""Bytes per ms of each ``stream_bidirectional_codec`` whose size we can check (G.722 at 64 kbit/s,
+L16 at 16 kHz); OPUS and AMR-WB are variable-rate and not checked."""
+
+StartStyle = Literal["full", "missing", "null"]
+"""How a ``start`` frame carries the fields Telnyx may leave out: all present, absent, or ``null``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Numbering:
+    """How ``chunk``, ``sequence_number`` and ``timestamp`` count (Telnyx documents them only as
+    ordering aids: "Use media.chunk, media.timestamp, and sequence_number to order frames").
+
+    ``documented()`` is what every Telnyx example shows: ``sequence_number`` counts every frame
+    after ``connected`` from "1" (the ``start``), ``chunk`` counts media frames from "1",
+    ``timestamp`` is the media time in ms from 0. ``arbitrary(rng)`` starts all three at random
+    values (nothing in the docs fixes a start). ``chunk_step`` > 1 numbers media frames 1, 3, 5, ...
+    (a counter shared with another track, say; UNCONFIRMED that Telnyx ever does it).
+    """
+
+    chunk_start: int = 1
+    chunk_step: int = 1
+    seq_start: int = 1
+    timestamp_start_ms: int = 0
+
+    @classmethod
+    def documented(cls) -> Numbering:
+        """The numbering of Telnyx's examples."""
+        return cls()
+
+    @classmethod
+    def arbitrary(cls, rng: random.Random) -> Numbering:
+        """All three counters start at random values (steps as documented)."""
+        return cls(
+            chunk_start=rng.randrange(2, 1 << 20),
+            seq_start=rng.randrange(2, 1 << 20),
+            timestamp_start_ms=rng.randrange(1, 1 << 30),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One media stream as Call Control set it up, and how its frames look.
+
+    Attributes:
+        bidirectional_mode: ``stream_bidirectional_mode`` of the command (``None``: Telnyx's
+            default, ``mp3``). Only ``rtp`` plays raw codec audio sent back on the socket.
+        bidirectional_codec: ``stream_bidirectional_codec`` (default ``PCMU``).
+        start_style: how the ``start`` frame carries its optional fields.
+        numbering: how the media counters count.
+    """
+
+    bidirectional_mode: str | None = "rtp"
+    bidirectional_codec: str | None = "PCMU"
+    start_style: StartStyle = "full"
+    numbering: Numbering = field(default_factory=Numbering)
+
+
+def returned_media_problem(payload: bytes, spec: StreamSpec) -> str | None:
+    """Why Telnyx would not play a ``media`` frame the server sent back, or None if it would.
+
+    Telnyx: "You **must** set ``rtp`` to stream raw audio back to the caller"; in mp3 mode only
+    whole base64 MP3 files are accepted (protocols.md 2.2). In rtp mode a chunk must hold 20 ms
+    to 30 s of audio (AsyncAPI page).
+    """
+    mode = spec.bidirectional_mode or "mp3"
+    if mode != "rtp":
+        return f"stream_bidirectional_mode is {mode!r}, not 'rtp': raw audio is not played"
+    per_ms = RETURNED_BYTES_PER_MS.get(spec.bidirectional_codec or "PCMU")
+    if per_ms is not None and not MIN_RETURNED_MS * per_ms <= len(payload) <= MAX_RETURNED_MS * per_ms:
+        return f"{len(payload)} bytes is {len(payload) / per_ms:g} ms; chunks must hold 20 ms to 30 s"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +159,10 @@ class SentMedia:
 class CallerFrames:
     """Builds the frames Telnyx sends to a media server, with Telnyx's counters.
 
-    ``sequence_number`` counts every frame after ``connected`` from "1" (the ``start``),
-    ``chunk`` counts media frames from "1" and ``timestamp`` is the media time in ms; all
-    three are strings, as in every Telnyx example.
+    The counters follow ``numbering`` (default: the documented one, see :class:`Numbering`);
+    all three are strings, as in every Telnyx example. ``start_style`` says whether the
+    optional ``start`` fields (``user_id``, ``tags``, ``client_state``, ``custom_parameters``)
+    are all there, left out, or ``null``.
     """
 
     def __init__(
@@ -89,6 +177,8 @@ class CallerFrames:
         client_state: str | None = None,
         auth_token: str | None = None,
         encoding: str = "PCMU",
+        numbering: Numbering | None = None,
+        start_style: StartStyle = "full",
     ) -> None:
         """Remember the call's identity. No frame is built yet."""
         self.stream_id = stream_id
@@ -100,12 +190,14 @@ class CallerFrames:
         self.client_state = client_state
         self.auth_token = auth_token
         self.encoding = encoding
+        self.numbering = numbering or Numbering()
+        self.start_style: StartStyle = start_style
         self._seq = 0
         self._chunk = 0
 
     def _next_seq(self) -> str:
         self._seq += 1
-        return str(self._seq)
+        return str(self.numbering.seq_start + self._seq - 1)
 
     def connected(self) -> str:
         """``connected`` (with the auth token in its body when one is set)."""
@@ -114,33 +206,45 @@ class CallerFrames:
 
     def start(self) -> str:
         """``start`` with ``stream_id`` at top level and ``start.call_control_id``."""
-        body = m.StartBody(
-            user_id=str(uuid.UUID(int=0)),
-            call_control_id=self.call_control_id,
-            call_session_id=self.call_session_id,
-            from_=self.from_,
-            to=self.to,
-            tags=["emulator"],
-            client_state=self.client_state,
-            custom_parameters=self.custom_parameters,
-            media_format=m.MediaFormat(encoding=self.encoding, sample_rate=SAMPLE_RATE_HZ, channels=1),
-        )
-        frame = m.Start(sequence_number=self._next_seq(), stream_id=self.stream_id, start=body)
+        style = self.start_style
+        optional: dict[str, Any] = {
+            "user_id": str(uuid.UUID(int=0)),
+            "tags": ["emulator"],
+            "client_state": self.client_state,
+            "custom_parameters": self.custom_parameters,
+        }
+        body: dict[str, Any] = {
+            "call_control_id": self.call_control_id,
+            "call_session_id": self.call_session_id,
+            "from": self.from_,
+            "to": self.to,
+            "media_format": {"encoding": self.encoding, "sample_rate": SAMPLE_RATE_HZ, "channels": 1},
+        }
+        for name, value in optional.items():
+            present = value is not None and value != {}
+            if style == "full" or (present and name in ("client_state", "custom_parameters")):
+                body[name] = value  # what the call was given always travels
+            elif style == "null":
+                body[name] = None
+        frame = {
+            "event": "start",
+            "sequence_number": self._next_seq(),
+            "start": body,
+            "stream_id": self.stream_id,
+        }
         return m.WIRE_ENCODER.encode(frame).decode()
 
     def media(self, payload: bytes) -> SentMedia:
         """The next ``media`` frame (track "inbound") carrying ``payload``."""
         self._chunk += 1
         seq = self._next_seq()
-        timestamp_ms = (self._chunk - 1) * FRAME_MS
-        body = m.MediaBody(
-            track="inbound", chunk=str(self._chunk), timestamp=str(timestamp_ms), payload=payload
-        )
+        n = self.numbering
+        chunk = n.chunk_start + (self._chunk - 1) * n.chunk_step
+        timestamp_ms = n.timestamp_start_ms + (self._chunk - 1) * FRAME_MS
+        body = m.MediaBody(track="inbound", chunk=str(chunk), timestamp=str(timestamp_ms), payload=payload)
         frame = m.Media(sequence_number=seq, stream_id=self.stream_id, media=body)
         text = m.WIRE_ENCODER.encode(frame).decode()
-        return SentMedia(
-            chunk=self._chunk, seq=int(seq), timestamp_ms=timestamp_ms, text=text, payload=payload
-        )
+        return SentMedia(chunk=chunk, seq=int(seq), timestamp_ms=timestamp_ms, text=text, payload=payload)
 
     def dtmf(self, digit: str, occurred_at: str) -> str:
         """A ``dtmf`` frame."""
@@ -164,11 +268,12 @@ class CallerFrames:
 
     def stop(self) -> str:
         """The final ``stop`` frame."""
-        frame = m.Stop(
-            sequence_number=self._next_seq(),
-            stream_id=self.stream_id,
-            stop=m.StopBody(user_id=str(uuid.UUID(int=0)), call_control_id=self.call_control_id),
-        )
+        frame = {
+            "event": "stop",
+            "sequence_number": self._next_seq(),
+            "stream_id": self.stream_id,
+            "stop": {"user_id": str(uuid.UUID(int=0)), "call_control_id": self.call_control_id},
+        }
         return m.WIRE_ENCODER.encode(frame).decode()
 
 

@@ -48,15 +48,16 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
+from mediasrv.emulators.caller_core import Numbering, StartStyle
 from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
-from mediasrv.emulators.telnyx_media import MEDIA_TIMEOUT_S, STREAM_AUTH_HEADER, MediaDialler
+from mediasrv.emulators.telnyx_media import MEDIA_TIMEOUT_S, STREAM_AUTH_HEADER, MediaDialler, NumberingName
 from mediasrv.emulators.telnyx_playback import (
     PLAYBACK_START_DELAY_S,
     LegacyPlayback,
@@ -136,6 +137,12 @@ class TelnyxEmulator(MediaDialler, LegacyPlayback):
         clock: wall clock for webhook timestamps (Unix seconds).
         connection_id: the Call Control application id put in payloads.
         playback_start_delay_s: override the profile's REST-playback start latency.
+        start_styles: how each new media stream's ``start`` carries its optional fields, in
+            turn (``full``, ``missing``, ``null``).
+        numberings: how each new media stream numbers its counters, in turn (``documented``,
+            ``arbitrary`` or a :class:`~mediasrv.emulators.caller_core.Numbering`).
+        webhook_attempts: deliveries of a webhook that gets no 2xx (Telnyx retries; the count
+            and the delays are UNCONFIRMED), ``webhook_retry_delay_s`` apart, doubling.
     """
 
     def __init__(
@@ -149,8 +156,17 @@ class TelnyxEmulator(MediaDialler, LegacyPlayback):
         clock: Callable[[], float] = _wall_clock,
         connection_id: str = "emulator-connection",
         playback_start_delay_s: float | None = None,
+        start_styles: Sequence[StartStyle] = ("full", "missing", "null"),
+        numberings: Sequence[NumberingName | Numbering] = ("documented", "arbitrary"),
+        webhook_attempts: int = 3,
+        webhook_retry_delay_s: float = 0.05,
     ) -> None:
         self.profile = profile
+        self.start_styles = start_styles
+        self.numberings = numberings
+        self.webhook_attempts = webhook_attempts
+        self.webhook_retry_delay_s = webhook_retry_delay_s
+        self._streams_started = 0
         self.api_key = api_key
         self.webhook_url = webhook_url
         self.caller_factory = caller_factory
@@ -345,7 +361,15 @@ class TelnyxEmulator(MediaDialler, LegacyPlayback):
             if params.stream_url is None:
                 raise Refused(422, "10015", "Invalid parameter", "stream_url is required")
             custom = {p.name: p.value for p in params.custom_parameters or []}
-            self._start_stream(call, params.stream_url, params.stream_track, params.stream_auth_token, custom)
+            self._start_stream(
+                call,
+                params.stream_url,
+                params.stream_track,
+                params.stream_auth_token,
+                custom,
+                mode=params.stream_bidirectional_mode,
+                codec=params.stream_bidirectional_codec,
+            )
         elif isinstance(params, StreamingStopParams):
             call.outbox.put_nowait(lambda: self._stop_stream_step(call))
         elif isinstance(params, PlaybackStartParams):
@@ -401,7 +425,12 @@ class TelnyxEmulator(MediaDialler, LegacyPlayback):
                 start_time=self._iso_now(),
             )
             self._emit(call, "call.initiated", initiated)
-            answer = AnswerParams(stream_url=params.stream_url, stream_track=params.stream_track)
+            answer = AnswerParams(
+                stream_url=params.stream_url,
+                stream_track=params.stream_track,
+                stream_bidirectional_mode=params.stream_bidirectional_mode,
+                stream_bidirectional_codec=params.stream_bidirectional_codec,
+            )
             call.outbox.put_nowait(lambda: self._remote_answer_step(call, answer))
         data = {
             "call_control_id": record.call_control_id,
@@ -448,7 +477,14 @@ class TelnyxEmulator(MediaDialler, LegacyPlayback):
         )
         self._emit(call, "call.answered", payload)
         if params.stream_url is not None:
-            self._start_stream(call, params.stream_url, params.stream_track, None)
+            self._start_stream(
+                call,
+                params.stream_url,
+                params.stream_track,
+                None,
+                mode=params.stream_bidirectional_mode,
+                codec=params.stream_bidirectional_codec,
+            )
 
     async def _remote_answer_step(self, call: CallState, params: AnswerParams) -> None:
         if not call.record.ended:

@@ -14,6 +14,13 @@ Rules:
 3. Any failure to build or connect the caller within ``MEDIA_TIMEOUT_S`` webhooks
    ``streaming.failed``; the call stays up. So does a dropped socket (``Faults.drop_media_after_s``
    or :meth:`~mediasrv.emulators.telnyx.TelnyxEmulator.drop_media`).
+4. The caller learns how the stream was set up before it connects (a
+   :class:`~mediasrv.emulators.caller_core.StreamSpec`): the command's
+   ``stream_bidirectional_mode``/``codec`` (without ``rtp`` the audio the server sends back is
+   not played, as on Telnyx), plus this stream's ``start`` style and counter numbering, which
+   go round ``start_styles`` and ``numberings`` from stream to stream, so every run meets
+   optional ``start`` fields present, missing and ``null``, and counters that start at 1 and
+   at arbitrary values.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from typing import Final, Protocol, runtime_checkable
+import random
+from collections.abc import Sequence
+from typing import Final, Literal, Protocol, runtime_checkable
 
+from mediasrv.emulators.caller_core import Numbering, StartStyle, StreamSpec
 from mediasrv.emulators.telnyx_records import CallerFactory, CallRecord, CallState, MediaCaller
 from mediasrv.emulators.telnyx_webhooks import WebhookOutbox
 from mediasrv.providers.telnyx.webhooks import (
@@ -42,15 +52,26 @@ MEDIA_TIMEOUT_S: Final = 5.0
 """How long building, connecting or hanging up a caller may take."""
 
 
+NumberingName = Literal["documented", "arbitrary"]
+
+
 @runtime_checkable
 class _Droppable(Protocol):
     async def drop(self) -> object: ...
+
+
+@runtime_checkable
+class _Configurable(Protocol):
+    def configure(self, spec: StreamSpec) -> object: ...
 
 
 class MediaDialler(WebhookOutbox):
     """Starts, stops and drops each call's media stream (a simulated caller on the WebSocket)."""
 
     caller_factory: CallerFactory | None
+    start_styles: Sequence[StartStyle]
+    numberings: Sequence[NumberingName | Numbering]
+    _streams_started: int
 
     def _start_stream(
         self,
@@ -59,13 +80,37 @@ class MediaDialler(WebhookOutbox):
         track: str | None,
         token: str | None,
         custom: dict[str, str] | None = None,
+        *,
+        mode: str | None = None,
+        codec: str | None = None,
     ) -> None:
         # "Currently only one streaming/fork operation is supported per call": a new one replaces it.
+        spec = self._stream_spec(mode, codec)
         call.outbox.put_nowait(lambda: self._stop_stream_step(call))
-        call.outbox.put_nowait(lambda: self._dial_media_step(call, url, track, token, custom))
+        call.outbox.put_nowait(lambda: self._dial_media_step(call, url, track, token, custom, spec))
+
+    def _stream_spec(self, mode: str | None, codec: str | None) -> StreamSpec:
+        """This stream's spec: the command's mode and codec, the next start style and numbering (rule 4)."""
+        n = self._streams_started
+        self._streams_started += 1
+        numbering = self.numberings[n % len(self.numberings)] if self.numberings else "documented"
+        if numbering == "documented":
+            numbering = Numbering.documented()
+        elif numbering == "arbitrary":
+            numbering = Numbering.arbitrary(random.Random(self._rng.random()))
+        style = self.start_styles[n % len(self.start_styles)] if self.start_styles else "full"
+        return StreamSpec(
+            bidirectional_mode=mode, bidirectional_codec=codec, start_style=style, numbering=numbering
+        )
 
     async def _dial_media_step(
-        self, call: CallState, url: str, track: str | None, token: str | None, custom: dict[str, str] | None
+        self,
+        call: CallState,
+        url: str,
+        track: str | None,
+        token: str | None,
+        custom: dict[str, str] | None,
+        spec: StreamSpec,
     ) -> None:
         record = call.record
         if record.ended:
@@ -82,6 +127,8 @@ class MediaDialler(WebhookOutbox):
             else:
                 made = self._default_caller(record, url, token, custom)
             caller = await asyncio.wait_for(made, MEDIA_TIMEOUT_S)
+            if isinstance(caller, _Configurable):
+                caller.configure(spec)
             await asyncio.wait_for(caller.connect(), MEDIA_TIMEOUT_S)
         except Exception as exc:  # any failure to reach the stream is reported as Telnyx does
             logger.info("media stream to %s failed: %r", url, exc)

@@ -78,7 +78,11 @@ class CommandRecord:
 
 @dataclass
 class WebhookRecord:
-    """One webhook as sent, with the receiver's answer."""
+    """One webhook as sent, with the receiver's (last) answer.
+
+    ``attempts`` counts deliveries (a webhook without a 2xx answer is delivered again);
+    ``body`` is the last one sent; ``answered_at`` is set once no more attempts will be made.
+    """
 
     event_type: str
     url: str | None
@@ -87,6 +91,7 @@ class WebhookRecord:
     error: str | None
     sent_at: float
     answered_at: float | None = None
+    attempts: int = 1
 
 
 @dataclass

@@ -13,7 +13,11 @@ Rules:
    delivers at once, from inside a step, before the next queued step.
 3. A webhook is signed like Telnyx (Ed25519 over ``"{ts}|{body}"``) with a wall-clock
    timestamp; its record (:class:`~mediasrv.emulators.telnyx_records.WebhookRecord`) keeps
-   ``loop.time()`` of the POST and of the answer. A failed POST is recorded, not retried.
+   ``loop.time()`` of the first POST and of the final answer.
+4. A webhook that gets no 2xx (an error status, or no answer at all) is delivered again, up to
+   ``webhook_attempts`` times, ``webhook_retry_delay_s`` apart and doubling, each attempt
+   re-signed with ``meta.attempt`` counting up. Telnyx: "your server must answer HTTP 200.
+   Otherwise Telnyx will reattempt delivery" (callbacks docs); its schedule is UNCONFIRMED.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from mediasrv.emulators.telnyx_records import CallerFactory, CallRecord, CallState, Faults, WebhookRecord
 from mediasrv.providers.telnyx.webhooks import (
@@ -59,6 +64,8 @@ class WebhookOutbox:
     _tasks: set[asyncio.Task[Any]]
     _changed: asyncio.Condition
     _http: aiohttp.ClientSession | None
+    webhook_attempts: int
+    webhook_retry_delay_s: float
 
     def _emit(self, call: CallState, event_type: str, payload: WebhookPayload) -> None:
         """Queue a webhook built now (so it carries the client_state of this moment)."""
@@ -84,25 +91,41 @@ class WebhookOutbox:
         body = encode_webhook(envelope)
         record = WebhookRecord(event_type, url, body, None, None, loop.time())
         call.record.webhooks.append(record)
-        if url is None or self._http is None:
-            record.error = "no webhook_url configured"
-        else:
-            headers = {
-                "Content-Type": "application/json",
-                **self._signer.sign(body, timestamp=int(self._clock())),
-            }
-            try:
-                async with self._http.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    record.status = response.status
-            except aiohttp.ClientError as exc:
-                record.error = repr(exc)
+        delay_s = self.webhook_retry_delay_s
+        for attempt in range(1, max(1, self.webhook_attempts) + 1):
+            if attempt > 1:
+                await asyncio.sleep(delay_s)
+                delay_s *= 2
+                meta = WebhookMeta(attempt=attempt, delivered_to=url)
+                body = encode_webhook(msgspec.structs.replace(envelope, meta=meta))
+                record.body = body
+            record.attempts = attempt
+            await self._post(record, url, body)
+            if record.status is not None and 200 <= record.status < 300:
+                break
         record.answered_at = loop.time()
         logger.debug(
             "> webhook %s %s -> %s", event_type, call.record.call_control_id, record.status or record.error
         )
         async with self._changed:
             self._changed.notify_all()
+
+    async def _post(self, record: WebhookRecord, url: str | None, body: bytes) -> None:
+        """One signed POST; the answer (status or error) goes into ``record``."""
+        record.status = record.error = None
+        if url is None or self._http is None:
+            record.error = "no webhook_url configured"
+            return
+        headers = {
+            "Content-Type": "application/json",
+            **self._signer.sign(body, timestamp=int(self._clock())),
+        }
+        try:
+            async with self._http.post(url, data=body, headers=headers) as response:
+                await response.read()
+                record.status = response.status
+        except aiohttp.ClientError as exc:
+            record.error = repr(exc)
 
     async def _run_outbox(self, call: CallState) -> None:
         while True:

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mediasrv.emulators.caller import CallerFrames, Impairment, PlaybackQueue, SentMedia
+from mediasrv.emulators.caller_core import Numbering
 from mediasrv.errors import LocalProtocolError, RemoteProtocolError
 from mediasrv.providers.telnyx import (
     DtmfReceived,
@@ -168,11 +169,106 @@ class TestInboundFrames:
         assert isinstance(started, StreamStarted)
         assert (started.channels, started.custom_parameters, started.client_state) == (1, {}, None)
 
+    # Gap 2 of issue 12: real senders omit or null optional fields; a start frame that the
+    # call can run without must never be rejected (the stream would never start).
+    @pytest.mark.parametrize(
+        "field_values",
+        [
+            {"tags": None},
+            {"custom_parameters": None},
+            {"tags": None, "custom_parameters": None, "client_state": None, "user_id": None},
+            {"from": None, "to": None, "call_session_id": None},
+            {"tags": [1, {"x": 2}], "user_id": 42},
+        ],
+    )
+    def test_start_optional_fields_null_or_odd(self, field_values: dict[str, object]) -> None:
+        frame = json.loads(START)
+        frame["start"].update(field_values)
+        stream = TelnyxStream()
+        stream.receive_text(json.dumps(frame), 0.0)
+        (started,) = stream.events_received()
+        assert isinstance(started, StreamStarted)
+        assert started.call_control_id == CCI
+        assert stream.state is StreamState.STREAMING
+        assert stream.malformed == 0
+
+    def test_start_custom_parameter_values_of_any_json_type(self) -> None:
+        frame = json.loads(START)
+        frame["start"]["custom_parameters"] = {"n": 3, "vip": True, "gone": None, "s": "x", "o": {"a": 1}}
+        stream = TelnyxStream()
+        stream.receive_text(json.dumps(frame), 0.0)
+        (started,) = stream.events_received()
+        assert isinstance(started, StreamStarted)
+        assert started.custom_parameters == {"n": "3", "vip": "true", "s": "x", "o": '{"a":1}'}
+
+    def test_start_custom_parameters_as_name_value_list(self) -> None:
+        # The streaming_start command takes [{name, value}]; accept that shape in the frame too.
+        frame = json.loads(START)
+        frame["start"]["custom_parameters"] = [{"name": "agent", "value": "a1"}, {"value": "nameless"}]
+        stream = TelnyxStream()
+        stream.receive_text(json.dumps(frame), 0.0)
+        (started,) = stream.events_received()
+        assert isinstance(started, StreamStarted)
+        assert started.custom_parameters == {"agent": "a1"}
+
+    def test_start_with_nothing_but_its_tag(self) -> None:
+        stream = TelnyxStream()
+        stream.receive_text('{"event":"start","start":null,"stream_id":null}', 0.0)
+        (started,) = stream.events_received()
+        assert isinstance(started, StreamStarted)
+        # A missing media format is what we answer with: PCMU, 8 kHz, mono.
+        assert (started.encoding, started.sample_rate_hz, started.channels) == ("PCMU", 8000, 1)
+        assert (started.call_control_id, started.stream_id, started.custom_parameters) == ("", "", {})
+
+    def test_media_format_numbers_as_strings(self) -> None:
+        frame = json.loads(START)
+        frame["start"]["media_format"] = {"encoding": "PCMU", "sample_rate": "8000", "channels": None}
+        stream = TelnyxStream()
+        stream.receive_text(json.dumps(frame), 0.0)
+        (started,) = stream.events_received()
+        assert isinstance(started, StreamStarted)
+        assert (started.sample_rate_hz, started.channels) == (8000, 1)
+
+    def test_null_optional_fields_everywhere_else(self) -> None:
+        stream = TelnyxStream()
+        stream.receive_text('{"event":"connected","version":null,"connected":null}', 0.0)
+        stream.receive_text(START, 0.0)
+        stream.events_received()
+        texts = [
+            '{"event":"media","sequence_number":null,"stream_id":null,'
+            '"media":{"track":null,"chunk":null,"timestamp":null,"payload":"' + ULAW_B64 + '"}}',
+            '{"event":"dtmf","dtmf":{"digit":5},"occurred_at":null,"stream_id":null}',
+            '{"event":"mark","mark":{"name":"m"},"sequence_number":null}',
+            '{"event":"error","payload":{"code":"100003","title":null,"detail":null}}',
+            '{"event":"error"}',
+            '{"event":"stop","stop":null,"stream_id":null}',
+        ]
+        for text in texts:
+            stream.receive_text(text, 0.0)
+        events = stream.events_received()
+        assert stream.malformed == 0
+        assert [type(e).__name__ for e in events] == [
+            "MediaReceived",
+            "DtmfReceived",
+            "MarkEchoed",
+            "StreamErrored",
+            "StreamErrored",
+            "StreamStopped",
+        ]
+        media = events[0]
+        assert isinstance(media, MediaReceived)
+        assert (media.seq, media.chunk, media.timestamp_ms, media.track) == (None, None, None, "inbound")
+        assert events[1] == DtmfReceived(digit="5", occurred_at="")
+        assert events[3] == StreamErrored(code=100003, title="", detail="")
+        assert events[4] == StreamErrored(code=-1, title="", detail="")
+
     def test_media_string_counters_and_payload(self) -> None:
         stream = started_stream()
         stream.receive_text(media_frame(seq=4, chunk=2, ts=20), 2.5)
         assert stream.events_received() == [
-            MediaReceived(seq=4, chunk=2, timestamp_ms=20, track="inbound", payload=ULAW, received_at=2.5)
+            MediaReceived(
+                index=0, seq=4, chunk=2, timestamp_ms=20, track="inbound", payload=ULAW, received_at=2.5
+            )
         ]
 
     def test_media_numeric_counters_tolerated(self) -> None:
@@ -238,6 +334,102 @@ class TestInboundFrames:
             stream.send_clear()
 
 
+# --------------------------------------------------------------------------- 2.1 ordering
+
+
+def _indices(frames: list[dict[str, object]]) -> list[int]:
+    stream = started_stream()
+    for f in frames:
+        media = {"payload": ULAW_B64, **{k: v for k, v in f.items() if k != "sequence_number"}}
+        frame: dict[str, object] = {"event": "media", "media": media}
+        if "sequence_number" in f:
+            frame["sequence_number"] = f["sequence_number"]
+        stream.receive_text(json.dumps(frame), 0.0)
+    return [e.index for e in stream.events_received() if isinstance(e, MediaReceived)]
+
+
+class TestFrameOrder:
+    """Telnyx AsyncAPI "Ordering": "Use media.chunk, media.timestamp, and sequence_number to order
+    frames". Gap 4 of issue 12: no start value and no step of 1 may be assumed."""
+
+    @pytest.mark.parametrize(
+        ("start", "step"), [(1, 1), (734_211, 1), (1, 2), (99, 2), (0, 160), (2**31 - 5, 3)]
+    )
+    def test_any_start_and_step_gives_consecutive_indices(self, start: int, step: int) -> None:
+        chunks = [start + k * step for k in range(8)]
+        assert _indices([{"chunk": str(c)} for c in chunks]) == list(range(8))
+
+    def test_reordered_and_lost_frames_keep_their_place(self) -> None:
+        # step 2; the third frame is lost and the fifth arrives before the fourth
+        chunks = [10, 12, 16, 20, 18, 22]
+        assert _indices([{"chunk": str(c)} for c in chunks]) == [0, 1, 3, 5, 4, 6]
+
+    def test_a_late_second_frame_refines_the_step_without_moving_given_indices(self) -> None:
+        # the first distance (4) is two steps of 2: indices given under it stay, later ones fit
+        stream = started_stream()
+        for c in (100, 104, 102, 106, 108):
+            stream.receive_text(media_frame(chunk=c), 0.0)
+        indices = [e.index for e in stream.events_received() if isinstance(e, MediaReceived)]
+        assert indices[:2] == [0, 1]
+        assert indices[2:] == [0, 2, 3]  # 102 is now behind the top: late, the buffer drops it
+        assert (stream.indexer.step, stream.indexer.step_changes) == (2, 1)
+
+    def test_timestamp_then_sequence_number_then_arrival(self) -> None:
+        assert _indices([{"timestamp": str(5000 + 20 * k)} for k in (0, 1, 3, 2)]) == [0, 1, 3, 2]
+        assert _indices([{"sequence_number": str(40 + k)} for k in (0, 1, 2)]) == [0, 1, 2]
+        assert _indices([{}, {}, {}]) == [0, 1, 2]
+
+    def test_a_frame_without_the_chosen_counter_follows_the_highest(self) -> None:
+        stream = started_stream()
+        for text in (media_frame(chunk=7), media_frame(chunk=8)):
+            stream.receive_text(text, 0.0)
+        stream.receive_text('{"event":"media","media":{"payload":"' + ULAW_B64 + '"}}', 0.0)
+        indices = [e.index for e in stream.events_received() if isinstance(e, MediaReceived)]
+        assert indices == [0, 1, 2]
+        assert stream.indexer.counterless == 1
+
+    def test_a_new_start_restarts_the_numbering(self) -> None:
+        stream = started_stream()
+        stream.receive_text(media_frame(chunk=500), 0.0)
+        stream.receive_text(media_frame(chunk=501), 0.0)
+        stream.state = StreamState.AWAITING_START  # a second stream on the socket (replaced fork)
+        stream.receive_text(START, 0.0)
+        stream.receive_text(media_frame(chunk=1), 0.0)
+        indices = [e.index for e in stream.events_received() if isinstance(e, MediaReceived)]
+        assert indices == [0, 1, 0]
+
+    @given(st.integers(0, 2**40), st.integers(1, 400), st.randoms(use_true_random=False))
+    def test_jitter_buffer_releases_every_frame_in_order_without_concealment(
+        self, start: int, step: int, rng: random.Random
+    ) -> None:
+        from mediasrv.jitter.buffer import InboundBuffer
+
+        frames = CallerFrames(
+            stream_id=STREAM_ID,
+            call_control_id=CCI,
+            call_session_id="s",
+            numbering=Numbering(chunk_start=start, chunk_step=step),
+        )
+        impairment: Impairment[SentMedia] = Impairment(rng, reorder_p=0.2)
+        built = [frames.media(bytes([i % 256]) * 160) for i in range(30)]
+        # The first two frames go first, in order: the buffer starts its count at the first frame
+        # it sees, and the indexer learns the step from the first distance (a swap right at the
+        # start costs one frame; see test_a_late_second_frame_refines_the_step...).
+        wire = built[:2] + [f for b in built[2:] for f in impairment.process(b)] + impairment.flush()
+        stream = started_stream()
+        buffer = InboundBuffer()
+        out = []
+        for k, f in enumerate(wire):
+            stream.receive_text(f.text, k * 0.02)
+            for e in stream.events_received():
+                assert isinstance(e, MediaReceived)
+                buffer.push(e.index, e.payload, k * 0.02)
+            out += buffer.pop_ready(k * 0.02)
+        out += buffer.pop_ready(100.0)
+        assert [f.payload for f in out] == [b.payload for b in built]
+        assert not any(f.concealed for f in out)
+
+
 # --------------------------------------------------------------------------- robustness (P1, P8)
 
 
@@ -253,7 +445,9 @@ class TestRejectedFrames:
             ('{"sequence_number":"3"}', "malformed_frame"),
             ('{"event":"media","sequence_number":"3","media":{"chunk":"1"}}', "malformed_frame"),
             ('{"event":"start","stream_id":5,"start":{}}', "malformed_frame"),
-            ('{"event":"error","payload":{"code":"abc"}}', "malformed_frame"),
+            ('{"event":"error","payload":{"code":[1]}}', "malformed_frame"),
+            ('{"event":"media","media":{"payload":null}}', "malformed_frame"),
+            ('{"event":"mark","mark":{}}', "malformed_frame"),
             ('{"event":"media","media":{"payload":"@@not-base64@@"}}', "invalid_media"),
             ('{"event":"media","media":{"payload":"QUJD","chunk":"two"}}', "bad_counter"),
         ],

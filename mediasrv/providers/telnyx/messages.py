@@ -8,13 +8,24 @@ Rules:
   ``start``, ``media``, ``dtmf``, ``mark``, ``error``, ``stop``. Outbound frames
   (us -> Telnyx) form another: ``media``, ``mark``, ``clear``. The tags ``media`` and
   ``mark`` repeat across the two unions, so every tag is spelled out explicitly.
-* Inbound Structs tolerate unknown fields (msgspec skips them); outbound Structs set
+* Inbound Structs follow the robustness principle (``docs/providers.md``, Telnyx): unknown
+  fields are ignored (msgspec skips them), every field the call can do without may be
+  missing **or** ``null``, and fields we never use (``start.user_id``, ``start.tags``) are not
+  declared at all, so no shape of theirs can reject a frame. What a frame cannot do without
+  is required: ``media.payload``, ``mark.name``, ``dtmf.digit``. Outbound Structs set
   ``forbid_unknown_fields`` so our own emulator notices if we ever send junk.
+* ``start.custom_parameters`` is read as raw JSON and turned into a name -> text map by
+  :func:`custom_parameters_map`: Telnyx documents it as a name -> value object, the
+  ``streaming_start`` command takes ``[{name, value}]``; both shapes are accepted, a
+  non-string value becomes its JSON text and a ``null`` value is dropped.
 * Counters: Telnyx sends ``sequence_number``, ``chunk`` and ``timestamp`` as
   **strings** in every example ("sequence_number": "4"). We type them ``str | int``
   (strict decoding, no lax mode): strings are the documented form, bare numbers are
   tolerated, and the session core converts them with ``int()`` and rejects the frame if
-  that fails. ``sample_rate``, ``channels`` and ``error.payload.code`` are integers.
+  that fails. Each counter may be missing or null; the core then orders by the next one
+  (Telnyx: "Use media.chunk, media.timestamp, and sequence_number to order frames").
+  ``sample_rate`` and ``channels`` are integers (numeric strings tolerated);
+  ``error.payload.code`` is an integer (a string tolerated).
 * ``payload`` fields are typed ``bytes``: msgspec decodes and encodes base64 itself,
   so decoded Structs hold raw mu-law bytes and a bad base64 string fails validation.
 * There is exactly one module-level Decoder per union and one Encoder.
@@ -69,6 +80,7 @@ __all__ = [
     "StopBody",
     "classify_decode_error",
     "clear_text",
+    "custom_parameters_map",
     "decode_media_payload",
     "mark_text",
     "media_text",
@@ -103,44 +115,47 @@ class ConnectedBody(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MediaFormat(msgspec.Struct, frozen=True, kw_only=True):
-    """``start.media_format``: codec name, sample rate (int, Hz) and channel count (int)."""
+    """``start.media_format``: codec name, sample rate (Hz) and channel count, each optional.
 
-    encoding: str
-    sample_rate: int = 8000
-    channels: int = 1
+    A missing format (or field) means what we asked for on ``answer``: PCMU, 8000 Hz, mono.
+    """
+
+    encoding: str | None = None
+    sample_rate: int | str | None = None
+    channels: int | str | None = None
 
 
 class StartBody(msgspec.Struct, frozen=True, kw_only=True):
-    """``start`` body. Only ``call_control_id`` and ``media_format`` are required.
+    """``start`` body. Every field may be missing or ``null``; ``user_id`` and ``tags`` are not read.
 
     pipecat identifies a Telnyx stream by a top-level ``stream_id`` plus
-    ``start.call_control_id``, so those two are what we insist on.
+    ``start.call_control_id``; we use the id when it is there and run the call without it
+    otherwise (the media stream does not need it; Call Control commands do).
     """
 
-    call_control_id: str
-    media_format: MediaFormat
-    user_id: str = ""
-    call_session_id: str = ""
-    from_: str = msgspec.field(default="", name="from")
-    to: str = ""
-    tags: list[str] = msgspec.field(default_factory=list)
+    call_control_id: str | None = None
+    media_format: MediaFormat | None = None
+    call_session_id: str | None = None
+    from_: str | None = msgspec.field(default=None, name="from")
+    to: str | None = None
     client_state: str | None = None
-    custom_parameters: dict[str, str] = msgspec.field(default_factory=dict)
+    custom_parameters: msgspec.Raw = msgspec.Raw(b"null")
+    """Raw JSON (any shape, ``null`` when missing): see :func:`custom_parameters_map`."""
 
 
 class MediaBody(msgspec.Struct, frozen=True, kw_only=True):
     """``media`` body: the RTP payload only (no RTP header), base64 on the wire."""
 
     payload: bytes
-    track: str = "inbound"
-    chunk: Counter = "0"
-    timestamp: Counter = "0"
+    track: str | None = None
+    chunk: Counter | None = None
+    timestamp: Counter | None = None
 
 
 class DtmfBody(msgspec.Struct, frozen=True, kw_only=True):
-    """``dtmf`` body: one digit."""
+    """``dtmf`` body: one digit (a string in Telnyx's examples; a bare number tolerated)."""
 
-    digit: str
+    digit: str | int
 
 
 class MarkBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,18 +165,17 @@ class MarkBody(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
-    """``error.payload``: integer code, short title, human detail."""
+    """``error.payload``: integer code (a numeric string tolerated), short title, human detail."""
 
-    code: int
-    title: str = ""
-    detail: str = ""
+    code: int | str | None = None
+    title: str | None = None
+    detail: str | None = None
 
 
 class StopBody(msgspec.Struct, frozen=True, kw_only=True):
-    """``stop`` body."""
+    """``stop`` body (nothing in it is needed)."""
 
-    user_id: str = ""
-    call_control_id: str = ""
+    call_control_id: str | None = None
 
 
 # --------------------------------------------------------------------------- inbound frames
@@ -174,59 +188,86 @@ class InboundFrame(msgspec.Struct, frozen=True, kw_only=True, tag_field="event")
 class Connected(InboundFrame, tag="connected", frozen=True, kw_only=True):
     """First frame on the socket."""
 
-    version: str = ""
+    version: str | None = None
     connected: ConnectedBody | None = None
 
 
 class Start(InboundFrame, tag="start", frozen=True, kw_only=True):
     """Second frame: the call and the media format. ``stream_id`` is top level."""
 
-    stream_id: str
-    start: StartBody
-    sequence_number: Counter = "0"
+    stream_id: str | None = None
+    start: StartBody | None = None
+    sequence_number: Counter | None = None
 
 
 class Media(InboundFrame, tag="media", frozen=True, kw_only=True):
     """One chunk of caller audio (20 ms / 160 B PCMU in practice, size undocumented)."""
 
     media: MediaBody
-    stream_id: str = ""
-    sequence_number: Counter = "0"
+    stream_id: str | None = None
+    sequence_number: Counter | None = None
 
 
 class Dtmf(InboundFrame, tag="dtmf", frozen=True, kw_only=True):
     """A DTMF digit; ``occurred_at`` is the engine-side ISO time (order not guaranteed)."""
 
     dtmf: DtmfBody
-    stream_id: str = ""
-    occurred_at: str = ""
-    sequence_number: Counter = "0"
+    stream_id: str | None = None
+    occurred_at: str | None = None
+    sequence_number: Counter | None = None
 
 
 class Mark(InboundFrame, tag="mark", frozen=True, kw_only=True):
     """Echo of a mark we sent, once the media before it finished playing."""
 
     mark: MarkBody
-    stream_id: str = ""
-    sequence_number: Counter = "0"
+    stream_id: str | None = None
+    sequence_number: Counter | None = None
 
 
 class Error(InboundFrame, tag="error", frozen=True, kw_only=True):
     """Telnyx complaining about something we sent."""
 
-    payload: ErrorBody
-    stream_id: str = ""
+    payload: ErrorBody | None = None
+    stream_id: str | None = None
 
 
 class Stop(InboundFrame, tag="stop", frozen=True, kw_only=True):
     """The stream ended (call hung up or streaming stopped)."""
 
-    stream_id: str = ""
-    sequence_number: Counter = "0"
-    stop: StopBody = msgspec.field(default_factory=StopBody)
+    stream_id: str | None = None
+    sequence_number: Counter | None = None
+    stop: StopBody | None = None
 
 
 InboundUnion = Connected | Start | Media | Dtmf | Mark | Error | Stop
+
+
+def custom_parameters_map(raw: msgspec.Raw) -> dict[str, str]:
+    """``start.custom_parameters`` as a name -> text map (robustness: never raises).
+
+    Args:
+        raw: the field's raw JSON (``null`` when missing).
+
+    Returns:
+        ``{"a": "1"}`` for ``{"a": "1"}``, ``{"a": 1}`` or ``[{"name": "a", "value": 1}]``: string
+        values as they are, other values as their JSON text, ``null`` values and entries
+        without a name dropped. Anything else (``null``, a number, bad JSON) gives ``{}``.
+    """
+    try:
+        value = _ANY_DECODER.decode(raw)
+    except msgspec.DecodeError:
+        return {}
+    pairs: list[tuple[object, object]] = []
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, list):
+        pairs = [(e.get("name"), e.get("value")) for e in value if isinstance(e, dict)]
+    return {
+        name: v if isinstance(v, str) else WIRE_ENCODER.encode(v).decode()
+        for name, v in pairs
+        if isinstance(name, str) and v is not None
+    }
 
 
 # --------------------------------------------------------------------------- outbound frames
@@ -267,6 +308,7 @@ class Clear(OutboundFrame, tag="clear", frozen=True, kw_only=True):
 OutboundUnion = MediaOut | MarkOut | Clear
 
 INBOUND_DECODER: Final = msgspec.json.Decoder(InboundUnion)
+_ANY_DECODER: Final = msgspec.json.Decoder()
 OUTBOUND_DECODER: Final = msgspec.json.Decoder(OutboundUnion)
 WIRE_ENCODER: Final = msgspec.json.Encoder()
 

@@ -22,9 +22,17 @@ Rules:
    tolerated. A second ``connected``/``start`` and anything after ``stop`` are rejected.
 3. Media before ``start`` is tolerated and counted in ``media_before_start``: webhooks and
    frames travel separately, so the core does not police their order.
-4. Telnyx: "order is not guaranteed" for media and DTMF. This core does **not** reorder;
-   it hands over ``seq``/``chunk``/``timestamp_ms`` as ints so the jitter buffer can.
-5. Sending is our own business: misuse (sending after ``stop``, empty media) raises
+4. Telnyx: "Media frame order is not guaranteed. Use media.chunk, media.timestamp, and
+   sequence_number to order frames when required" (AsyncAPI page, "Ordering"). This core does
+   **not** reorder; it gives every media frame an ``index``, a dense 0, 1, 2, ... position in
+   the stream, for the jitter buffer to order by (:class:`FrameIndexer`). Telnyx documents the
+   counters as ordering aids, not their start or step, so the index assumes neither: the first
+   frame is index 0 and the step is learnt from the counters themselves (``chunk`` stepping by
+   1, by 2 or by 160 all give consecutive indices). The raw counters are handed over too.
+   A new ``start`` restarts the numbering.
+5. ``start`` needs nothing but its tag: every field may be missing or ``null`` (robustness;
+   ``docs/providers.md``). A missing media format means the PCMU 8 kHz mono we answer with.
+6. Sending is our own business: misuse (sending after ``stop``, empty media) raises
    :class:`~mediasrv.errors.LocalProtocolError`.
 """
 
@@ -32,7 +40,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Final
+import math
+from typing import Final, Literal
 
 import msgspec
 
@@ -42,6 +51,7 @@ from mediasrv.providers.telnyx import messages as m
 __all__ = [
     "DtmfReceived",
     "Event",
+    "FrameIndexer",
     "FrameRejected",
     "MarkEchoed",
     "MediaReceived",
@@ -56,6 +66,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RAW_PREFIX_CHARS: Final = 80  # how much of a rejected frame FrameRejected keeps
+DEFAULT_ENCODING: Final = "PCMU"
+DEFAULT_SAMPLE_RATE_HZ: Final = 8000
 
 
 class StreamState(enum.Enum):
@@ -81,7 +93,11 @@ class StreamConnected(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StreamStarted(msgspec.Struct, frozen=True, kw_only=True):
-    """``start`` arrived. ``encoding`` is normalised ("audio/x-mulaw" -> "PCMU")."""
+    """``start`` arrived. ``encoding`` is normalised ("audio/x-mulaw" -> "PCMU").
+
+    Text fields Telnyx left out (or sent as ``null``) are ``""``; a missing media format is
+    PCMU / 8000 Hz / mono (rule 5).
+    """
 
     stream_id: str
     call_control_id: str
@@ -98,13 +114,15 @@ class StreamStarted(msgspec.Struct, frozen=True, kw_only=True):
 class MediaReceived(msgspec.Struct, frozen=True, kw_only=True):
     """One inbound media chunk. ``payload`` is raw codec bytes (mu-law for PCMU).
 
-    ``seq``/``chunk``/``timestamp_ms`` are the wire counters as ints; ``received_at`` is
-    the ``now`` passed to ``receive_text``.
+    ``index`` is the frame's position in the stream (rule 4: order by it); ``seq``/``chunk``/
+    ``timestamp_ms`` are the wire counters as ints (None when missing or null); ``track`` is
+    ``"inbound"`` when missing; ``received_at`` is the ``now`` passed to ``receive_text``.
     """
 
-    seq: int
-    chunk: int
-    timestamp_ms: int
+    index: int
+    seq: int | None
+    chunk: int | None
+    timestamp_ms: int | None
     track: str
     payload: bytes
     received_at: float = 0.0
@@ -154,6 +172,84 @@ Event = (
 )
 
 
+OrderSource = Literal["chunk", "timestamp", "sequence_number", "arrival"]
+
+
+class FrameIndexer:
+    """Dense frame indices (0, 1, 2, ...) from whichever counter Telnyx sends (rule 4).
+
+    Rules:
+
+    1. The counter is chosen at the stream's first media frame: ``chunk`` (media frames only),
+       else ``timestamp`` (media time: unaffected by marks and DTMF), else ``sequence_number``
+       (every frame: a mark or DTMF between two media frames leaves a hole), else arrival
+       order. A later frame without that counter takes the index after the highest one given
+       (``counterless``).
+    2. The first frame is index 0, whatever its counter reads: no start value is assumed.
+    3. The step is the greatest common divisor of the distances from the first counter, so a
+       counter stepping by 1, 2 or 160 numbers the frames 0, 1, 2, ... and a lost or late frame
+       only delays the step's discovery. When a later distance shows a smaller step, the
+       numbering continues from the highest frame indexed so far (``step_changes``), so no
+       index already given moves.
+    4. A frame before the first one gets a negative index (it is late or reordered; the jitter
+       buffer decides what to do with it).
+    """
+
+    def __init__(self) -> None:
+        """Create an indexer waiting for the stream's first media frame."""
+        self.step_changes = 0
+        self.counterless = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (a new ``start``): the next frame is index 0 again (counts are kept)."""
+        self.source: OrderSource | None = None
+        self.step: int | None = None
+        self._origin = 0  # counter value of the first frame
+        self._base_value = 0  # counter value that maps to _base_index
+        self._base_index = 0
+        self._top_value = 0  # counter value of the highest index given
+        self._top_index = -1
+
+    def index(self, chunk: int | None, timestamp_ms: int | None, seq: int | None) -> int:
+        """The index of one media frame, given its counters (None when missing).
+
+        Returns:
+            The frame's dense position in the stream (rule 1-4).
+        """
+        if self.source is None:
+            self.source = (
+                "chunk"
+                if chunk is not None
+                else "timestamp"
+                if timestamp_ms is not None
+                else "sequence_number"
+                if seq is not None
+                else "arrival"
+            )
+            value = {"chunk": chunk, "timestamp": timestamp_ms, "sequence_number": seq}.get(self.source)
+            self._origin = self._base_value = self._top_value = value or 0
+            self._top_index = 0
+            return 0
+        value = {"chunk": chunk, "timestamp": timestamp_ms, "sequence_number": seq}.get(self.source)
+        if value is None:
+            if self.source != "arrival":
+                self.counterless += 1
+            self._top_index += 1
+            return self._top_index
+        distance = abs(value - self._origin)
+        if distance:
+            step = distance if self.step is None else math.gcd(self.step, distance)
+            if self.step is not None and step != self.step:
+                self.step_changes += 1
+                self._base_value, self._base_index = self._top_value, self._top_index
+            self.step = step
+        index = self._base_index + (value - self._base_value) // (self.step or 1)
+        if index > self._top_index:
+            self._top_value, self._top_index = value, index
+        return index
+
+
 class TelnyxStream:
     """Sans-I/O session core for one Telnyx media WebSocket.
 
@@ -164,6 +260,7 @@ class TelnyxStream:
         malformed: frames rejected as malformed (bad JSON/shape/base64/counters/order).
         unknown_events: frames rejected for an unknown ``event`` tag.
         media_before_start: media frames accepted before ``start``.
+        indexer: the :class:`FrameIndexer` numbering this stream's media frames.
         last_error: the cause of the most recent rejection, if any.
         last_frame_at: ``now`` of the most recent ``receive_text`` call, if any.
         stream_id: from ``start``, else ``""``.
@@ -180,6 +277,7 @@ class TelnyxStream:
         self.last_error: RemoteProtocolError | None = None
         self.last_frame_at: float | None = None
         self.stream_id = ""
+        self.indexer = FrameIndexer()
         self._events: list[Event] = []
         self._outgoing: list[str] = []
 
@@ -213,14 +311,21 @@ class TelnyxStream:
         elif isinstance(frame, m.Mark):
             self._events.append(MarkEchoed(name=frame.mark.name))
         elif isinstance(frame, m.Dtmf):
-            self._events.append(DtmfReceived(digit=frame.dtmf.digit, occurred_at=frame.occurred_at))
+            self._events.append(
+                DtmfReceived(digit=str(frame.dtmf.digit), occurred_at=frame.occurred_at or "")
+            )
         elif isinstance(frame, m.Connected):
             self._on_connected(frame, data)
         elif isinstance(frame, m.Start):
             self._on_start(frame, data)
         elif isinstance(frame, m.Error):
-            body = frame.payload
-            self._events.append(StreamErrored(code=body.code, title=body.title, detail=body.detail))
+            body = frame.payload or m.ErrorBody()
+            code = _int_or_none(body.code)
+            self._events.append(
+                StreamErrored(
+                    code=-1 if code is None else code, title=body.title or "", detail=body.detail or ""
+                )
+            )
         elif isinstance(frame, m.Stop):
             self._set_state(StreamState.STOPPED)
             self._events.append(StreamStopped())
@@ -229,9 +334,9 @@ class TelnyxStream:
         body = frame.media
         try:
             # Telnyx counters are decimal strings ("4"); int() also passes a bare int through.
-            seq = int(frame.sequence_number)
-            chunk = int(body.chunk)
-            timestamp_ms = int(body.timestamp)
+            seq = None if frame.sequence_number is None else int(frame.sequence_number)
+            chunk = None if body.chunk is None else int(body.chunk)
+            timestamp_ms = None if body.timestamp is None else int(body.timestamp)
         except ValueError as exc:
             self._reject("bad_counter", data, exc)
             return
@@ -239,10 +344,11 @@ class TelnyxStream:
             self.media_before_start += 1
         self._events.append(
             MediaReceived(
+                index=self.indexer.index(chunk, timestamp_ms, seq),
                 seq=seq,
                 chunk=chunk,
                 timestamp_ms=timestamp_ms,
-                track=body.track,
+                track=body.track or "inbound",
                 payload=body.payload,
                 received_at=now,
             )
@@ -254,27 +360,29 @@ class TelnyxStream:
             return
         self._set_state(StreamState.AWAITING_START)
         token = frame.connected.auth_token if frame.connected is not None else None
-        self._events.append(StreamConnected(version=frame.version, auth_token=token))
+        self._events.append(StreamConnected(version=frame.version or "", auth_token=token))
 
     def _on_start(self, frame: m.Start, data: str | bytes) -> None:
         if self.state is StreamState.STREAMING:
             self._reject("duplicate_start", data, None)
             return
-        body = frame.start
-        fmt = body.media_format
-        self.stream_id = frame.stream_id
+        body = frame.start or m.StartBody()
+        fmt = body.media_format or m.MediaFormat()
+        encoding = fmt.encoding or DEFAULT_ENCODING
+        self.stream_id = frame.stream_id or ""
+        self.indexer.reset()
         self._set_state(StreamState.STREAMING)
         self._events.append(
             StreamStarted(
-                stream_id=frame.stream_id,
-                call_control_id=body.call_control_id,
-                call_session_id=body.call_session_id,
-                from_=body.from_,
-                to=body.to,
-                encoding=m.ENCODING_ALIASES.get(fmt.encoding.lower(), fmt.encoding),
-                sample_rate_hz=fmt.sample_rate,
-                channels=fmt.channels,
-                custom_parameters=dict(body.custom_parameters),
+                stream_id=self.stream_id,
+                call_control_id=body.call_control_id or "",
+                call_session_id=body.call_session_id or "",
+                from_=body.from_ or "",
+                to=body.to or "",
+                encoding=m.ENCODING_ALIASES.get(encoding.lower(), encoding),
+                sample_rate_hz=_int_or_none(fmt.sample_rate) or DEFAULT_SAMPLE_RATE_HZ,
+                channels=_int_or_none(fmt.channels) or 1,
+                custom_parameters=m.custom_parameters_map(body.custom_parameters),
                 client_state=body.client_state,
             )
         )
@@ -375,3 +483,13 @@ class TelnyxStream:
         """
         out, self._outgoing = self._outgoing, []
         return out
+
+
+def _int_or_none(value: int | str | None) -> int | None:
+    """An int field Telnyx might send as a number or a numeric string; None if neither."""
+    if isinstance(value, int) or value is None:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        return None
