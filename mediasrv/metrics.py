@@ -11,7 +11,8 @@ Theory of operation:
 * The shell feeds it: :meth:`Metrics.call_started` when a media socket is accepted,
   :meth:`Metrics.call_ended` once per call in a ``finally`` (with ``failed=True`` if the call
   raised), :meth:`Metrics.observe_turn` with each turn's summary, :meth:`Metrics.reconnect` when a
-  provider client reconnects. Nothing here reads a clock or does I/O.
+  provider client reconnects, :meth:`Metrics.frame_dropped` when a per-frame step of a call
+  raised and the call went on without it. Nothing here reads a clock or does I/O.
 
 Exported series:
 
@@ -31,12 +32,13 @@ name                                           type       meaning
 ``mediasrv_provider_reconnects_total{provider}`` counter  provider client reconnects
 ``mediasrv_speculative_total{result}``         counter    speculative replies: hit, miss, cancelled
 ``mediasrv_barge_ins_total``                   counter    turns the caller interrupted
+``mediasrv_frames_dropped_total{stage}``       counter    inbound frames a per-frame step raised on
 =============================================  =========  =============================================
 """
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -45,10 +47,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from mediasrv.timing import TurnSummary
 
 __all__ = [
+    "FRAME_STAGES",
     "LATENCY_BUCKETS_MS",
     "SPECULATIVE_RESULTS",
     "STAGE_FIELDS",
     "TURN_LOG_KEYS",
+    "FrameStage",
     "MediaStats",
     "Metrics",
     "turn_log_line",
@@ -96,6 +100,10 @@ STAGE_FIELDS: Final[tuple[tuple[str, str], ...]] = (
 """``stage`` label value -> :class:`TurnSummary` field, for the per-stage histogram."""
 
 SPECULATIVE_RESULTS: Final[tuple[str, ...]] = ("hit", "miss", "cancelled")
+
+FrameStage = Literal["vad", "echo", "turns"]
+FRAME_STAGES: Final[tuple[FrameStage, ...]] = ("vad", "echo", "turns")
+"""Per-frame steps of a call whose failures are counted (``stage`` of ``mediasrv_frames_dropped``)."""
 
 TURN_LOG_KEYS: Final[tuple[str, ...]] = (
     "event",
@@ -184,6 +192,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.frames_dropped = Counter(
+            "mediasrv_frames_dropped",
+            "Inbound frames a per-frame step (vad, echo, turns) raised on; the call went on without it.",
+            ["stage"],
+            registry=r,
+        )
         # Export the labelled series at zero from the start, so dashboards see them before the first event.
         for result in SPECULATIVE_RESULTS:
             self.speculative.labels(result=result)
@@ -191,6 +205,8 @@ class Metrics:
             self.turn_stage_ms.labels(stage=stage)
         for kind in ("reply", "side"):
             self.llm_requests.labels(kind=kind)
+        for stage in FRAME_STAGES:
+            self.frames_dropped.labels(stage=stage)
 
     def call_started(self) -> None:
         """A media call was accepted."""
@@ -238,6 +254,10 @@ class Metrics:
     def reconnect(self, provider: str) -> None:
         """A provider client (``soniox``, ``elevenlabs``, ``openai``...) reconnected."""
         self.reconnects.labels(provider=provider).inc()
+
+    def frame_dropped(self, stage: FrameStage) -> None:
+        """A per-frame step of a call raised on one inbound frame; the call went on without it."""
+        self.frames_dropped.labels(stage=stage).inc()
 
     def speculative_result(self, result: str) -> None:
         """Count a speculative reply outcome (``hit``, ``miss`` or ``cancelled``).

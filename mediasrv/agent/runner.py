@@ -90,6 +90,7 @@ from mediasrv.agent.reply import Reply
 from mediasrv.agent.supervisor import CallSupervisor, HangUp, LeaveMessage, SayAndHangUp, SayCheckIn
 from mediasrv.agent.turn_replies import TurnReplies
 from mediasrv.call import CallHandle
+from mediasrv.metrics import FRAME_STAGES, FrameStage, Metrics
 from mediasrv.providers.telnyx.stream import StreamStarted
 from mediasrv.records import RecordWriter
 from mediasrv.timing import TurnSummary, TurnTimeline
@@ -182,6 +183,10 @@ class AgentRunner:
         )
         self.counters = CallCounters()
         self.echo = EchoGuard()
+        self.metrics: Metrics | None = None
+        """Set by the service: per-frame step failures are counted there too."""
+        self.frames_dropped: dict[FrameStage, int] = dict.fromkeys(FRAME_STAGES, 0)
+        """This call's frames each per-frame step raised on (the frame went on without it)."""
         self._out_ms = 0
         self._echo_tail = 0
         self._voice_run = 0
@@ -274,7 +279,10 @@ class AgentRunner:
         return greeting
 
     def on_audio(self, ulaw: bytes, now: float) -> None:
-        """Per 20 ms frame: STT passthrough, VAD, turn detection."""
+        """Per 20 ms frame: STT passthrough, VAD, echo guard, turn detection.
+
+        A step that raises is counted (:meth:`_frame_dropped`) and the call goes on without it.
+        """
         self.stt.send_audio(ulaw)
         self.audio_ms += FRAME_MS
         audible = self._agent_audible()
@@ -283,13 +291,17 @@ class AgentRunner:
             self._audible = audible
             self.turns.set_agent_speaking(audible, self.audio_ms)
             sup.on_agent_speaking(audible, self.audio_ms)
-        vad = self.vad.process_ulaw(ulaw)
+        try:
+            vad = self.vad.process_ulaw(ulaw)
+        except Exception:
+            self._frame_dropped("vad")
+            return  # no voice decision: the frame goes no further
         heard, caller_active = ulaw, vad.active
         if audible or self._echo_tail:
             # The guard sees every frame while we talk (it needs the inbound history to find
             # the echo path before the echo's first loud frame), and a little after.
             self._echo_tail = ECHO_TAIL_FRAMES if audible else self._echo_tail - 1
-            echo = self.echo.assess_inbound(ulaw, self.audio_ms).echo_likely
+            echo = self._echo_likely(ulaw)
             if echo:
                 heard = SILENT_FRAME
             if vad.speech and echo:
@@ -312,8 +324,28 @@ class AgentRunner:
         if not sup.finished:
             sup.on_frame(heard, caller_active, self.audio_ms)
             self.supervise()
-        self.turns.on_vad(vad, self.audio_ms)
-        self._handle_turn_events(now)
+        try:
+            self.turns.on_vad(vad, self.audio_ms)
+            self._handle_turn_events(now)
+        except Exception:
+            self._frame_dropped("turns")  # this frame's turn events are lost
+
+    def _echo_likely(self, ulaw: bytes) -> bool:
+        try:
+            return self.echo.assess_inbound(ulaw, self.audio_ms).echo_likely
+        except Exception:
+            self._frame_dropped("echo")
+            return False  # not judged: not echo, like a frame the guard cannot explain
+
+    def _frame_dropped(self, stage: FrameStage) -> None:
+        """Count a per-frame step that raised (in its ``except``) here and in ``/metrics``; log
+        the 1st, 2nd, 4th, 8th... of each step (sampled: one failing on every frame must not
+        flood the log)."""
+        n = self.frames_dropped[stage] = self.frames_dropped[stage] + 1
+        if self.metrics is not None:
+            self.metrics.frame_dropped(stage)
+        if n & (n - 1) == 0:
+            log.warning("call %s: %s failed on a frame (%d so far)", self.call_id, stage, n, exc_info=n == 1)
 
     def on_mark(self, name: str, now: float) -> None:
         """A mark came back: the audio before it has played (hang up / transfer wait for it)."""

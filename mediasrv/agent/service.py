@@ -219,6 +219,7 @@ class AgentService:
             control=self,
         )
         runner.profile = self.profile_name
+        runner.metrics = self.metrics
         self.runners.append(runner)
         return runner
 

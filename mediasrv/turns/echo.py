@@ -17,7 +17,12 @@ Method:
 
 1. **Timelines.** Outbound and inbound samples are decoded into float32 timelines indexed by
    absolute sample number (``t_ms * 8``), with 2.5 ms amplitude envelopes beside them; gaps
-   read as silence. The reference keeps ``lag_max_ms`` plus the envelope window (about 0.7 s).
+   read as silence. The reference keeps ``lag_max_ms`` plus the envelope window behind the
+   inbound frame, and beyond it whatever the outbound timeline has run ahead of the inbound one:
+   frames go out ahead of their playback (the pacer's lead) and a loaded event loop falls
+   behind on inbound frames. Up to ``ahead_max_ms`` of that is held (about 1.2 s in all); a
+   reference older than what is held reads as silence (nothing to explain an echo with), never
+   as stale memory.
 2. **Echo path search** (every ``search_every_frames`` frames until a path is found, then every
    ``refresh_every_frames``; only while the reference held sound in the last ``lag_max_ms``):
    (a) a coarse lag from the normalised cross-correlation of the envelopes over
@@ -124,6 +129,9 @@ class EchoConfig:
             that (double talk) only every other one.
         realign_min_corr: normalised correlation a frame needs with the reference at some delay
             before a per-frame fit is tried.
+        ahead_max_ms: how far the outbound timeline may run ahead of the inbound one (the
+            pacer's lead plus the inbound backlog of a loaded event loop) with every delay still
+            searched; reference further behind the outbound end than that reads as silence.
     """
 
     lag_min_ms: int = -40
@@ -146,6 +154,7 @@ class EchoConfig:
     good_cancel_db: float = 20.0
     realign_every_miss: int = 3
     realign_min_corr: float = 0.5
+    ahead_max_ms: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +177,7 @@ _QUIET: Final = EchoVerdict(echo_likely=False, similarity=0.0, residual_db=0.0)
 
 
 class _Timeline:
-    """float32 samples by absolute index; holds the last ``cap`` samples (older: undefined)."""
+    """float32 samples by absolute index; holds the last ``cap`` samples (older: silence)."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -206,9 +215,15 @@ class _Timeline:
         return self.buf[lo : lo + n]
 
     def view(self, start: int, stop: int) -> NDArray[np.float32]:
-        """Samples ``[start, stop)``; the caller keeps ``end - cap <= start <= stop <= end``."""
-        base = self.w - self.end
-        return self.buf[base + start : base + stop]
+        """Samples ``[start, stop)`` (``stop <= end``); those older than the last ``cap`` read as
+        silence (then a copy, not a view: the outbound timeline ran further ahead than it holds)."""
+        base, held = self.w - self.end, self.end - self.cap
+        if start >= held:
+            return self.buf[base + start : base + stop]
+        out = np.zeros(stop - start, dtype=np.float32)
+        if stop > held:
+            out[held - start :] = self.buf[base + held : base + stop]
+        return out
 
 
 class EchoGuard:
@@ -232,7 +247,8 @@ class EchoGuard:
         self._env_n = cfg.env_window_ms * SAMPLES_PER_MS // blk * blk
         self._fit_n = cfg.fit_window_ms * SAMPLES_PER_MS
         self._lead = cfg.taps + cfg.fine_search_samples  # reference kept beyond lag_min
-        span = self._lag_max - self._lag_min + self._lead + FRAME_SAMPLES
+        # The reference also holds what the outbound timeline may have run ahead of the inbound.
+        span = self._lag_max - self._lag_min + self._lead + FRAME_SAMPLES + cfg.ahead_max_ms * SAMPLES_PER_MS
         self._ref = _Timeline(max(self._env_n, self._fit_n) + span + cfg.taps + cfg.fine_search_samples)
         self._inb = _Timeline(self._fit_n + FRAME_SAMPLES)
         self._ref_env = _Timeline((self._env_n + span) // blk + 1)

@@ -21,7 +21,7 @@ import pytest
 from mediasrv.codec import array_to_ulaw, design_lowpass, ulaw_to_array
 from mediasrv.corpus import dev_corpus
 from mediasrv.errors import CodecError
-from mediasrv.turns import EchoGuard, EchoVerdict, text_is_echo
+from mediasrv.turns import EchoConfig, EchoGuard, EchoVerdict, text_is_echo
 
 CORPUS = dev_corpus()
 FRAME = 160
@@ -241,3 +241,68 @@ def test_a_long_jump_in_audio_time_keeps_the_guard_working() -> None:
     guard.note_outbound(frame, 20 + 600_020)
     verdict = guard.assess_inbound(frame, 20 + 600_040)
     assert verdict.residual_db <= 0.0
+
+
+# ------------------------------------------------------------------ outbound ahead of inbound
+
+
+def _run_ahead(
+    outbound: np.ndarray, inbound: np.ndarray, ahead_ms: int, caught_up_at: int
+) -> tuple[EchoGuard, list[EchoVerdict]]:
+    """Each outbound frame is noted as it is sent, at the audio time it plays, while the inbound
+    frames are judged ``ahead_ms`` behind it (a loaded event loop's inbound backlog plus the
+    pacer's lead) until frame ``caught_up_at``, where the backlog drains and both go in step."""
+    guard = EchoGuard()
+    ins = _frames(inbound)
+    verdicts: list[EchoVerdict] = []
+    for i, out in enumerate(_frames(outbound)):
+        guard.note_outbound(out, (i + 1) * 20)
+        while len(verdicts) <= (i if i >= caught_up_at else i - ahead_ms // 20):
+            j = len(verdicts)
+            verdicts.append(guard.assess_inbound(ins[j], (j + 1) * 20))
+    return guard, verdicts
+
+
+@pytest.mark.parametrize("ahead_ms", [100, 200, 1000])
+def test_a_caller_over_the_agent_is_judged_while_the_outbound_runs_ahead(ahead_ms: int) -> None:
+    """A handset call whose outbound timeline runs ahead of the inbound one: every frame is
+    judged and none is echo. (The reference used to be held relative to the inbound frame
+    only: the path search then read memory older than it held, stale or, past the ring
+    buffer's start, an empty slice: ``ValueError: first array argument cannot be empty``.)"""
+    agent, caller_pcm = _speech()
+    inbound = np.random.default_rng(5).normal(0.0, 30.0, len(agent))
+    inbound[CALLER_AT : CALLER_AT + len(caller_pcm)] += caller_pcm
+    n = len(agent) // FRAME
+    _, verdicts = _run_ahead(agent, inbound, ahead_ms, caught_up_at=n)
+    assert len(verdicts) == n - ahead_ms // 20
+    assert not any(v.echo_likely for v in verdicts)
+
+
+@pytest.mark.parametrize("ahead_ms", [100, 200, 1000])
+def test_echo_is_explained_while_the_outbound_runs_ahead_and_once_in_step(ahead_ms: int) -> None:
+    """Speakerphone echo (120 ms, -6 dB) of a reply sent while the inbound lags ``ahead_ms``
+    behind, then a gap in which the inbound catches up, then a reply with both in step.
+    Within ``ahead_max_ms`` (500 ms) the echo is explained all along; beyond it the guard holds
+    too little reference to explain it while behind (it reads silence, and never crashes), and
+    explains it again, at the right delay, once the timelines are in step."""
+    agent, _ = _speech()
+    first, second = agent[: 8000 * 6], agent[8000 * 6 :]
+    gap = np.zeros(8000)
+    outbound = np.concatenate([first, gap, second])
+    echo = _line(outbound, 120, -6)
+    inbound = echo + np.random.default_rng(ahead_ms).normal(0.0, 30.0, len(outbound))
+    in_step = (len(first) + len(gap)) // FRAME
+    guard, verdicts = _run_ahead(outbound, inbound, ahead_ms, caught_up_at=in_step)
+    n = len(verdicts)
+    assert n == len(outbound) // FRAME
+    audible = _levels_db(echo, n) > 10 * np.log10(900 + 1) + 6
+    detected = np.array([v.echo_likely for v in verdicts])
+    ahead, after = audible.copy(), audible.copy()
+    ahead[len(first) // FRAME :] = False
+    after[:in_step] = False
+    assert ahead.sum() > 100 and after.sum() > 100
+    if ahead_ms <= EchoConfig().ahead_max_ms:
+        assert detected[ahead].mean() >= 0.9
+    assert detected[after].mean() >= 0.9
+    assert guard.echo_lag_ms is not None and abs(guard.echo_lag_ms - 120) <= 3
+    assert np.median([v.residual_db for v, a in zip(verdicts, after, strict=True) if a]) < -10

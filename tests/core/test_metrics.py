@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mediasrv.call import CallStats
-from mediasrv.metrics import LATENCY_BUCKETS_MS, TURN_LOG_KEYS, Metrics, turn_log_line
+from mediasrv.metrics import FRAME_STAGES, LATENCY_BUCKETS_MS, TURN_LOG_KEYS, Metrics, turn_log_line
 from mediasrv.timing import TurnSummary, TurnTimeline
 
 
@@ -101,6 +101,20 @@ def test_call_lifecycle_counters_and_gauge() -> None:
     assert s[("mediasrv_frames_late_total", ())] == 3
     assert s[("mediasrv_provider_reconnects_total", (("provider", "soniox"),))] == 2
     assert s[("mediasrv_provider_reconnects_total", (("provider", "elevenlabs"),))] == 1
+
+
+def test_frames_a_per_frame_step_dropped_are_counted_by_stage_from_zero() -> None:
+    m = Metrics()
+    for stage in FRAME_STAGES:  # exported before the first failure, so dashboards see them
+        assert samples(m)[("mediasrv_frames_dropped_total", (("stage", stage),))] == 0
+    m.frame_dropped("echo")
+    m.frame_dropped("echo")
+    m.frame_dropped("turns")
+    s = samples(m)
+    assert s[("mediasrv_frames_dropped_total", (("stage", "echo"),))] == 2
+    assert s[("mediasrv_frames_dropped_total", (("stage", "turns"),))] == 1
+    assert s[("mediasrv_frames_dropped_total", (("stage", "vad"),))] == 0
+    assert m.count("mediasrv_frames_dropped_total", stage="echo") == 2
 
 
 def test_count_reads_the_current_value_of_a_series() -> None:
