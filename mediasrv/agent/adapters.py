@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from mediasrv.agent.config import AgentConfig
+from mediasrv.agent.config import AgentConfig, STTContext
+from mediasrv.agent.failures import error_code
 from mediasrv.agent.ports import (
     LlmDelta,
     LlmEvent,
@@ -26,16 +27,41 @@ from mediasrv.agent.ports import (
     TtsAudio,
     TtsDone,
     TtsEvent,
+    TtsFailure,
 )
 from mediasrv.providers.elevenlabs import stream as el
-from mediasrv.providers.elevenlabs.client import ElevenLabsClient
+from mediasrv.providers.elevenlabs.client import ElevenLabsClient, ElevenLabsConfig
+from mediasrv.providers.elevenlabs.messages import VoiceSettings
 from mediasrv.providers.llm.messages import TextDelta, ToolCall
 from mediasrv.providers.llm.stream import LLMClient
 from mediasrv.providers.soniox import stream as sx
 from mediasrv.providers.soniox.client import SonioxClient
-from mediasrv.providers.soniox.messages import SttConfig
+from mediasrv.providers.soniox.messages import Context, ContextEntry, SttConfig, TranslationTerm
 
 log = logging.getLogger("mediasrv.agent.stt")
+
+FATAL_TTS_ERRORS = frozenset({"connection_refused", "reconnect_failed"})
+"""``TtsError.error`` values after which the ElevenLabs client has no connection left."""
+
+
+def soniox_context(context: str | STTContext | None) -> Context | None:
+    """The agent's STT context as Soniox's structured object (a plain string becomes its ``text``).
+
+    The current API takes ``context`` as an object (the SDK's ``RealtimeSTTConfig.context`` is a
+    ``StructuredContext``); empty parts are left out, and an empty context is not sent at all.
+    """
+    if context is None:
+        return None
+    if isinstance(context, str):
+        return Context(text=context) if context.strip() else None
+    built = Context(
+        general=[ContextEntry(key=k, value=v) for k, v in context.general.items()] or None,
+        text=context.text or None,
+        terms=list(context.terms) or None,
+        translation_terms=[TranslationTerm(source=k, target=v) for k, v in context.translation_terms.items()]
+        or None,
+    )
+    return None if built == Context() else built
 
 
 class SonioxSTT:
@@ -45,7 +71,7 @@ class SonioxSTT:
         cfg = SttConfig(
             model=agent.stt.model,
             language_hints=agent.stt.language_hints or None,
-            context=agent.stt.context,
+            context=soniox_context(agent.stt.context),
             max_endpoint_delay_ms=agent.stt.max_endpoint_delay_ms,
         )
         self._cfg = cfg
@@ -99,10 +125,10 @@ class SonioxSTT:
                     yield SttText(delta, tail, ev.at, newest_end)
                 elif isinstance(ev, sx.Endpoint):
                     yield SttEndpoint(ev.kind, ev.at)
-                elif isinstance(ev, sx.SttError) and not ev.retryable:
-                    yield SttFailure(f"{ev.code}: {ev.message}", ev.at)
+                elif isinstance(ev, sx.SttError) and not ev.retryable and ev.code is not None:
+                    yield SttFailure(ev.message, ev.at, code=str(ev.code))
         except Exception as exc:  # the client raised a ProviderError: report, do not crash the call
-            yield SttFailure(str(exc), asyncio.get_running_loop().time())
+            yield SttFailure(str(exc), asyncio.get_running_loop().time(), code=error_code(exc))
 
     async def close(self) -> None:
         """Send end-of-audio and close."""
@@ -115,7 +141,11 @@ class ElevenLabsTTS:
     """ElevenLabs multi-context WebSocket as a :class:`~mediasrv.agent.ports.TTSPort`."""
 
     def __init__(self, agent: AgentConfig, *, base_url: str, api_key: str) -> None:
+        # The agent's speed rides on each context's init frame (voice_settings are accepted only
+        # there); the vendor default 1.0 is left out, so the wire carries only what was chosen.
+        speed = agent.tts.speed
         self.client = ElevenLabsClient(
+            ElevenLabsConfig(voice_settings=VoiceSettings(speed=speed) if speed != 1.0 else None),
             api_key=api_key,
             voice_id=agent.tts.voice_id,
             base_url=base_url,
@@ -150,6 +180,9 @@ class ElevenLabsTTS:
             if isinstance(ev, el.AudioChunk):
                 yield TtsAudio(ev.context_id, ev.ulaw, loop.time())
             elif isinstance(ev, el.ContextDone) or isinstance(ev, el.TtsError):
+                if isinstance(ev, el.TtsError) and ev.error in FATAL_TTS_ERRORS:
+                    code = "" if ev.code is None else str(ev.code)
+                    yield TtsFailure(ev.message or ev.error, loop.time(), code=code)
                 yield TtsDone(ev.context_id or "", loop.time())
 
     async def close(self) -> None:

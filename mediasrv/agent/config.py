@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -25,16 +25,44 @@ class LLMConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     base_url: str | None = None
     temperature: float = 0.6
     max_tokens: int = 200
+    token_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    """The body field ``max_tokens`` goes out as (OpenAI-compatible providers). ``None``: the
+    provider's own, ``max_completion_tokens`` for ``openai`` (OpenAI deprecates ``max_tokens``,
+    which its reasoning models refuse: they count reasoning tokens against the limit),
+    ``max_tokens`` for the rest (many compatible servers accept nothing else)."""
+
+    def token_field(self) -> Literal["max_tokens", "max_completion_tokens"]:
+        """The field the token limit is sent as (see ``token_param``)."""
+        if self.token_param is not None:
+            return self.token_param
+        return "max_completion_tokens" if self.provider == "openai" else "max_tokens"
+
+
+class STTContext(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Soniox structured context (the SDK's ``StructuredContext``): what the call is about.
+
+    ``general`` holds key/value facts (``{"domain": "dental clinic"}``), ``text`` free text,
+    ``terms`` words to recognise, ``translation_terms`` source -> target pairs.
+    """
+
+    general: dict[str, str] = {}
+    text: str | None = None
+    terms: list[str] = []
+    translation_terms: dict[str, str] = {}
 
 
 class STTConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Speech-to-text settings (Soniox real-time)."""
 
     provider: Literal["soniox"] = "soniox"
-    model: str = "stt-rt-v4"
+    model: str = "stt-rt-v6"
+    """A concrete model, not an alias: an alias moves on and its old target is retired
+    (``stt-rt-v4`` pointed to stt-rt-v5, which Soniox retires; see docs/providers.md)."""
     language_hints: list[str] = msgspec.field(default_factory=lambda: ["en"])
-    context: str | None = None
-    max_endpoint_delay_ms: int = 500
+    context: str | STTContext | None = None
+    """A plain string is sent as the structured context's ``text``."""
+    max_endpoint_delay_ms: Annotated[int, msgspec.Meta(ge=500, le=3000)] = 500
+    """500-3000 (the SDK's ``RealtimeSTTConfig`` bounds)."""
 
 
 class TTSConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -44,7 +72,9 @@ class TTSConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: str = "eleven_flash_v2_5"
     voice_id: str = "21m00Tcm4TlvDq8ikWAM"
     output_format: Literal["ulaw_8000", "pcm_16000", "pcm_22050", "pcm_24000"] = "ulaw_8000"
-    speed: float = 1.0
+    speed: Annotated[float, msgspec.Meta(ge=0.7, le=1.2)] = 1.0
+    """``voice_settings.speed`` of every reply's context: "Values range from 0.7 to 1.2, with 1.0
+    being the default speed" (elevenlabs SDK ``RealtimeVoiceSettings``)."""
 
 
 class DeadAirConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -105,6 +135,10 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     system_prompt: str = "You are a helpful phone agent. Answer in one or two short sentences."
     first_speaker: Literal["agent", "caller"] = "agent"
     greeting: str = "Hello! Thanks for calling. How can I help you today?"
+    fallback_line: str = (
+        "I'm sorry, we're having technical trouble right now. Please call back in a few minutes."
+    )
+    """Said (then the call ends) when a provider refuses the call's session: a bad model, key or config."""
     llm: LLMConfig = msgspec.field(default_factory=LLMConfig)
     stt: STTConfig = msgspec.field(default_factory=STTConfig)
     tts: TTSConfig = msgspec.field(default_factory=TTSConfig)

@@ -31,3 +31,5 @@ class CallCounters(msgspec.Struct, kw_only=True):
     webhooks: int = 0
     webhook_failures: int = 0
     greeting_cached: int = 0
+    provider_errors: int = 0
+    """Providers that refused the call's session (:mod:`mediasrv.agent.failures`)."""

@@ -3,7 +3,9 @@
 The greeting is the only utterance known before a call starts, so its audio (8 kHz mu-law) is
 kept per (agent, voice, output format, text) and shared by the calls of a service. The service
 fills it at start (or the first call does, from its own synthesis); every later call reads it
-from memory and queues it to the pacer before the providers are even open.
+from memory and queues it to the pacer before the providers are even open. The agent's fallback
+line is kept the same way (``get_text``/``put_text``): it is what a call says when the TTS itself
+has failed (:mod:`mediasrv.agent.failures`).
 """
 
 from __future__ import annotations
@@ -41,3 +43,12 @@ class GreetingCache:
         """Keep the audio of a completely synthesised greeting."""
         if ulaw:
             self._audio[self.key(agent)] = ulaw
+
+    def get_text(self, agent: AgentConfig, text: str) -> bytes | None:
+        """The cached audio of another fixed text of the agent (its fallback line), or None."""
+        return self._audio.get((agent.name, agent.tts.voice_id, agent.tts.output_format, text))
+
+    def put_text(self, agent: AgentConfig, text: str, ulaw: bytes) -> None:
+        """Keep the audio of another fixed text of the agent, spoken in the agent's voice."""
+        if ulaw:
+            self._audio[(agent.name, agent.tts.voice_id, agent.tts.output_format, text)] = ulaw

@@ -31,10 +31,13 @@ class SttEndpoint(msgspec.Struct, frozen=True):
 
 
 class SttFailure(msgspec.Struct, frozen=True):
-    """The STT failed in a way its client could not recover from."""
+    """The STT failed in a way its client could not recover from (the session is over)."""
 
     message: str
     at: float
+    provider: str = "soniox"
+    code: str = ""
+    """The vendor's error code or HTTP status (``"400"``), else the error's class name."""
 
 
 SttEvent = SttText | SttEndpoint | SttFailure
@@ -65,7 +68,16 @@ class TtsDone(msgspec.Struct, frozen=True):
     at: float
 
 
-TtsEvent = TtsAudio | TtsDone
+class TtsFailure(msgspec.Struct, frozen=True):
+    """The TTS connection failed for good (refused, or no reconnect possible): no more audio."""
+
+    message: str
+    at: float
+    provider: str = "elevenlabs"
+    code: str = ""
+
+
+TtsEvent = TtsAudio | TtsDone | TtsFailure
 
 
 class TTSPort(Protocol):

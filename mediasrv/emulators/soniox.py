@@ -6,8 +6,12 @@ What it does (``protocols.md`` 3.6):
   ``api_key`` in the first message; when the emulator has an ``api_key`` and neither matches it
   answers ``{"error_code":401,...}`` and closes. Both at once is refused too (400), as the vendor
   SDK documents.
-* The first message must be a JSON config: ``model`` known, ``audio_format`` known, raw formats
-  need ``sample_rate`` and ``num_channels``; otherwise 400 and close. ``null`` is accepted.
+* The first message must be a JSON config: ``model`` known and not retired, ``audio_format``
+  known, raw formats need ``sample_rate`` and ``num_channels``, ``context`` an object (the
+  current API's structured context; the SDK's ``RealtimeSTTConfig`` has no string form);
+  otherwise 400 and close. ``null`` is accepted. An alias (``stt-rt-v4``) is served by its
+  target, and refused once that target is retired (``retired_models``), as an alias whose
+  target Soniox retires would be (UNCONFIRMED: the exact code and text of that refusal).
 * Binary frames are audio; ``SonioxScript`` (the sans-I/O core) turns them into scripted tokens
   timed to the audio received. ``keepalive`` is ignored, ``finalize`` is answered (``<fin>``) after
   the profile's ``stt_finalize_ms``, an empty frame flushes, sends ``finished`` and closes 1000.
@@ -39,6 +43,7 @@ from mediasrv.providers.soniox.messages import (
     CONFIG_DECODER,
     CONTAINER_FORMATS,
     CONTROL_DECODER,
+    MODEL_ALIASES,
     RAW_SAMPLE_BYTES,
     ConfigIn,
     ErrorMessage,
@@ -47,8 +52,10 @@ from mediasrv.providers.soniox.messages import (
     encode_text,
 )
 
-MODELS: Final = frozenset({"stt-rt-v5", "stt-rt-v4", "stt-rt-v3", "stt-rt-preview", "stt-rt-preview-v2"})
-"""Active models and the alias ``stt-rt-v3`` (Soniox models page, 2026); preview names UNCONFIRMED."""
+MODELS: Final = frozenset({"stt-rt-v6", "stt-rt-v5"})
+"""Real-time models served (docs/providers.md, Soniox: v6 replaces v5, which Soniox retires)."""
+RETIRED_MODELS: Final = frozenset({"stt-rt-preview", "stt-rt-preview-v2"})
+"""2025 preview names (Soniox migration guide, Aug 2025); that they are refused now is UNCONFIRMED."""
 IDLE_TIMEOUT_S: Final = 20.0
 
 
@@ -125,6 +132,7 @@ class SonioxEmulator:
         api_key: if set, the key clients must present.
         rng: randomness for modelled delays.
         idle_timeout_s: close a session after this long with no audio and no keepalive.
+        retired_models: models refused as retired (their aliases too); default: the 2025 previews.
     """
 
     def __init__(
@@ -135,8 +143,10 @@ class SonioxEmulator:
         api_key: str | None = None,
         rng: random.Random | None = None,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        retired_models: frozenset[str] = RETIRED_MODELS,
     ) -> None:
         self.profile = profile
+        self.retired_models = retired_models
         self.script = script if isinstance(script, SttScript) else SttScript(script or ())
         self.api_key = api_key
         self.rng = rng or random.Random(0)
@@ -248,8 +258,14 @@ class SonioxEmulator:
                 return 400, "Send the API key either in the Authorization header or in the config, not both."
             if (bearer or config.api_key) != self.api_key:
                 return 401, "Invalid or missing API key."
-        if config.model not in MODELS:
+        target = MODEL_ALIASES.get(config.model or "", config.model)
+        if config.model in self.retired_models or target in self.retired_models:
+            served = ", ".join(sorted(MODELS - self.retired_models))
+            return 400, f"Model {config.model!r} has been retired; use one of: {served}."
+        if target not in MODELS:
             return 400, f"Invalid model: {config.model!r}."
+        if isinstance(config.context, str):
+            return 400, "Invalid context: expected an object (general, text, terms, translation_terms)."
         fmt = config.audio_format
         if fmt not in RAW_SAMPLE_BYTES and fmt not in CONTAINER_FORMATS:
             return 400, f"Invalid audio_format: {fmt!r}."

@@ -126,6 +126,47 @@ def test_server_messages_parse_under_both_spellings(ctx_key: str, final_key: str
     assert core.stats(ctx).chars_voiced == 3
 
 
+# Gap 6 of issue 12: the SDK types every alignment list Optional; a null list used to fail
+# decoding and drop that chunk's audio.
+@pytest.mark.parametrize(
+    ("alignment_json", "voiced"),
+    [
+        ({"chars": None, "charStartTimesMs": None, "charDurationsMs": None}, 0),
+        ({"chars": ["H", "i"], "charStartTimesMs": None, "charDurationsMs": None}, 2),
+        ({"chars": None}, 0),
+        ({}, 0),
+        (None, 0),
+    ],
+)
+def test_alignment_with_null_lists_still_delivers_the_audio(alignment_json: object, voiced: int) -> None:
+    core = ElevenLabsStream()
+    ctx = core.new_context("c1")
+    core.send_text(ctx, "Hi ", 0.0)
+    frame = audio_frame("c1", b"\x7f" * 160, alignment=alignment_json, normalizedAlignment=alignment_json)
+    core.receive_message(frame, 0.2)
+    assert core.events_received() == [
+        AudioChunk(context_id="c1", ulaw=b"\x7f" * 160, audio_ms=20.0, first=True)
+    ]
+    assert core.protocol_errors == 0
+    assert core.stats(ctx).chars_voiced == voiced
+
+
+def test_every_server_field_may_be_null() -> None:
+    core = ElevenLabsStream()
+    ctx = core.new_context("c1")
+    core.send_text(ctx, "Hi ", 0.0)
+    core.end(ctx, 0.0)
+    core.receive_message(
+        b'{"audio":null,"isFinal":null,"contextId":"c1","alignment":null,"normalizedAlignment":null,'
+        b'"error":null,"message":null,"code":null}',
+        0.1,
+    )
+    assert core.events_received() == []
+    core.receive_message(b'{"audio":"","isFinal":true,"is_final":null,"contextId":"c1"}', 0.2)
+    assert core.events_received() == [ContextDone(context_id="c1")]
+    assert core.protocol_errors == 0
+
+
 def test_error_frame_becomes_event_for_its_context() -> None:
     core = ElevenLabsStream()
     ctx = core.new_context("c1")

@@ -144,11 +144,26 @@ def test_error_code_may_be_int_or_string():
 def test_malformed_frames_become_error_events_not_exceptions():
     asm = TranscriptAssembler()
     asm.receive_text("{not json", 1.0)
-    asm.receive_text('{"tokens": [{"text": "x"}]}', 2.0)  # is_final missing
+    asm.receive_text('{"tokens": [{"is_final": true}]}', 2.0)  # a token without its text
     events = asm.events_received()
     assert [type(e) for e in events] == [SttError, SttError]
     assert all(e.code is None and not e.retryable for e in events)  # type: ignore[union-attr]
     assert len(asm.protocol_errors) == 2 and asm.messages_parsed == 0
+
+
+def test_optional_fields_missing_or_null_are_accepted():
+    # The SDK's RealtimeEvent/Token type everything but a token's text Optional (issue 12).
+    asm = TranscriptAssembler()
+    asm.receive_text('{"tokens": null, "final_audio_proc_ms": null, "finished": null}', 1.0)
+    asm.receive_text('{"tokens": [{"text": "Hi", "is_final": null, "start_ms": null, "speaker": null}]}', 2.0)
+    asm.receive_text('{"tokens": [{"text": "Hi", "is_final": true}, {"text": "<end>"}]}', 3.0)
+    events = asm.events_received()
+    assert not asm.protocol_errors and asm.messages_parsed == 3
+    partial = next(e for e in events if isinstance(e, Partial))
+    assert (partial.text_final, partial.text_nonfinal) == ("", "Hi")  # is_final missing: non-final
+    # "<end> is always final", with or without is_final
+    assert [e.kind for e in events if isinstance(e, Endpoint)] == ["end"]
+    assert asm.utterance_text() == "Hi"
 
 
 def test_unknown_fields_and_untimed_tokens_are_accepted():

@@ -14,6 +14,9 @@ Rules:
 
 3. ``audio`` is typed ``bytes``: msgspec decodes the base64 string straight into bytes while it
    parses the JSON, which is both the cheapest and the strictest way to read it.
+4. Robustness (``docs/providers.md``, ElevenLabs): every field of a server message may be
+   missing or ``null``, alignment lists included (the SDK's ``Alignment`` types each list
+   ``Optional``); a chunk whose alignment is partly or wholly null still delivers its audio.
 
 Sources: elevenlabs-docs ``fern/apis/api/asyncapi.yml`` (``InitializeConnectionMulti``,
 ``AudioOutputMulti``, ``FinalOutputMulti``, ``RealtimeVoiceSettings``, ``GenerationConfig``) and
@@ -168,12 +171,26 @@ class ClientMessage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Alignment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Character timing of one chunk; times are relative to that chunk (AsyncAPI ``Alignment``)."""
+    """Character timing of one chunk; times are relative to that chunk (AsyncAPI ``Alignment``).
 
-    chars: list[str] = msgspec.field(default_factory=list)
-    charStartTimesMs: list[float] = msgspec.field(default_factory=list)  # noqa: N815 - wire spelling
+    Every list may be missing or ``null`` (the SDK's ``Alignment`` types them ``Optional``); read
+    them through :attr:`characters`, :attr:`starts_ms` and :meth:`durations_ms`.
+    """
+
+    chars: list[str] | None = None
+    charStartTimesMs: list[float] | None = None  # noqa: N815 - wire spelling
     charDurationsMs: list[float] | None = None  # noqa: N815 - wire spelling
     charsDurationsMs: list[float] | None = None  # noqa: N815 - AsyncAPI spelling
+
+    @property
+    def characters(self) -> list[str]:
+        """The characters voiced in this chunk (empty if none were given)."""
+        return self.chars or []
+
+    @property
+    def starts_ms(self) -> list[float]:
+        """Per-character start times (empty if none were given)."""
+        return self.charStartTimesMs or []
 
     def durations_ms(self) -> list[float]:
         """Per-character durations under whichever spelling the server used (empty if none)."""

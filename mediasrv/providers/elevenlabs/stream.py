@@ -466,9 +466,12 @@ class ElevenLabsStream:
     def _track_alignment(self, ctx: _Context, alignment: Alignment, chunk_start_ms: float) -> None:
         """Advance the voiced-character count and remember where (in ms) the current word began."""
         durations = alignment.durations_ms()
-        starts = alignment.charStartTimesMs
+        starts = alignment.starts_ms
+        chars = alignment.characters
+        if not chars:
+            return  # an alignment without characters says nothing about where the reply is
         ctx.alignment_seen = True
-        for i, char in enumerate(alignment.chars):
+        for i, char in enumerate(chars):
             if ctx.voiced_chars >= len(ctx.text):
                 break
             ctx.voiced_chars += 1

@@ -7,8 +7,17 @@ Rules:
   ``encode_text`` leaves out options that are ``None`` (not ``omit_defaults``, which would also drop
   required fields such as ``model`` when they equal their default).
 * Messages **we receive** are lenient: unknown fields are ignored (Soniox adds fields over time, e.g.
-  ``translation_status``, ``is_audio_event``) and ``null`` is accepted wherever a value is optional
-  (pipecat sends unset options as JSON ``null``; the emulator decodes configs with ``ConfigIn``).
+  ``translation_status``, ``is_audio_event``, ``source_language``) and every field may be missing or
+  ``null`` except a token's ``text`` (the SDK's ``RealtimeEvent``/``Token`` models type everything else
+  ``Optional``). A token without ``is_final`` is taken as non-final (it will be sent again), except
+  the ``<end>``/``<fin>`` markers, which are "always final".
+* ``context`` is the structured object of the current API (``Context``: ``general``, ``text``,
+  ``terms``, ``translation_terms``; the SDK's ``RealtimeSTTConfig.context`` is a
+  ``StructuredContext``, with no string form). The emulator decodes configs with ``ConfigIn``,
+  which still reads a string so that it can refuse it.
+* Models (``docs/providers.md``, Soniox): :data:`DEFAULT_MODEL` names a concrete model, never an
+  alias, because an alias moves to a new target and the old target is retired; :data:`MODEL_ALIASES`
+  lists the aliases known to us so the service can warn about them at start.
 * Soniox result and error messages share one untagged JSON object shape, so inbound decoding goes
   through the single lenient ``ServerMessage``; the emulator encodes the strict ``ResultMessage`` /
   ``ErrorMessage`` pair.
@@ -22,7 +31,12 @@ from typing import Final, Literal
 import msgspec
 
 DEFAULT_URL: Final = "wss://stt-rt.soniox.com/transcribe-websocket"
-DEFAULT_MODEL: Final = "stt-rt-v4"
+DEFAULT_MODEL: Final = "stt-rt-v6"
+"""The current real-time model: soniox-js v2026.11.03 "docs and examples now use stt-rt-v6", replacing
+stt-rt-v5, which Soniox retires (Retell's notice: on 2026-12-15). The old default ``stt-rt-v4`` is an
+alias of stt-rt-v5 (Soniox models page, June 2026)."""
+MODEL_ALIASES: Final[dict[str, str]] = {"stt-rt-v4": "stt-rt-v5", "stt-rt-v3": "stt-rt-v5"}
+"""Alias -> the model it pointed to when last seen (``stt-rt-v3`` -> v4 -> v5 is UNCONFIRMED)."""
 
 END_MARKER: Final = "<end>"
 """Endpoint token: "emitted when endpoint detection is on ... always final" (Soniox endpoint-detection)."""
@@ -95,7 +109,7 @@ class SttConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     num_channels: int | None = 1
     language_hints: list[str] | None = None
     language_hints_strict: bool | None = None
-    context: str | Context | None = None
+    context: Context | None = None
     enable_speaker_diarization: bool | None = None
     enable_language_identification: bool | None = None
     enable_endpoint_detection: bool | None = True
@@ -146,28 +160,33 @@ class ControlIn(msgspec.Struct, frozen=True, kw_only=True):
 class Token(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One sub-word token. Spaces belong to the token text (``" world"`` starts a word).
 
-    ``is_final`` has no default: Soniox sends it on every token (pipecat reads
-    ``token["is_final"]`` unguarded), so a message without it is malformed.
-    Translated tokens carry no ``confidence``/``start_ms``/``end_ms``.
+    Soniox sends ``is_final`` on every token (pipecat reads ``token["is_final"]`` unguarded), but
+    the SDK's ``Token`` types it ``Optional``: missing or ``null`` means non-final (see
+    :attr:`final`). Translated tokens carry no ``confidence``/``start_ms``/``end_ms``.
     """
 
     text: str
     start_ms: int | None = None
     end_ms: int | None = None
     confidence: float | None = None
-    is_final: bool
+    is_final: bool | None = None
     speaker: str | int | None = None
     language: str | None = None
     translation_status: str | None = None
+
+    @property
+    def final(self) -> bool:
+        """``is_final``, or true for the ``<end>``/``<fin>`` markers, which are "always final"."""
+        return bool(self.is_final) or self.text.strip() in (END_MARKER, FIN_MARKER)
 
 
 class ServerMessage(msgspec.Struct, frozen=True, kw_only=True):
     """Any server frame, decoded leniently: a result, the last result (``finished``) or an error."""
 
-    tokens: list[Token] = []
+    tokens: list[Token] | None = None
     final_audio_proc_ms: int | None = None
     total_audio_proc_ms: int | None = None
-    finished: bool = False
+    finished: bool | None = None
     error_code: int | str | None = None
     error_message: str | None = None
 

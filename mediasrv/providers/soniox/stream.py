@@ -197,7 +197,7 @@ class TranscriptAssembler:
             return
         if message.final_audio_proc_ms is not None:
             self._final_audio_ms = max(self._final_audio_ms, self._offset_ms + message.final_audio_proc_ms)
-        self._receive_tokens(message.tokens, message.finished, now)
+        self._receive_tokens(message.tokens or [], bool(message.finished), now)
 
     def _receive_tokens(self, tokens: list[Token], finished: bool, now: float) -> None:
         finals: list[Word] = []
@@ -205,7 +205,7 @@ class TranscriptAssembler:
         changed = bool(self._nonfinal)
         for raw in tokens:
             token = self._shift(raw)
-            if not token.is_final:
+            if not token.final:
                 if not self._is_replayed(token):
                     nonfinal.append(token)
                 continue
