@@ -30,6 +30,7 @@ name                                           type       meaning
 ``mediasrv_media_frames_malformed_total``      counter    malformed or unknown frames from Telnyx
 ``mediasrv_frames_late_total``                 counter    pacer polls that came late
 ``mediasrv_provider_reconnects_total{provider}`` counter  provider client reconnects
+``mediasrv_provider_errors_total{provider,code}`` counter  providers that refused a call's session
 ``mediasrv_speculative_total{result}``         counter    speculative replies: hit, miss, cancelled
 ``mediasrv_barge_ins_total``                   counter    turns the caller interrupted
 ``mediasrv_frames_dropped_total{stage}``       counter    inbound frames a per-frame step raised on
@@ -182,6 +183,12 @@ class Metrics:
         self.reconnects = Counter(
             "mediasrv_provider_reconnects", "Provider client reconnects.", ["provider"], registry=r
         )
+        self.provider_errors = Counter(
+            "mediasrv_provider_errors",
+            "Providers that refused a call's session (bad model, key or config): the fallback line played.",
+            ["provider", "code"],
+            registry=r,
+        )
         self.speculative = Counter(
             "mediasrv_speculative", "Speculative replies by outcome.", ["result"], registry=r
         )
@@ -254,6 +261,10 @@ class Metrics:
     def reconnect(self, provider: str) -> None:
         """A provider client (``soniox``, ``elevenlabs``, ``openai``...) reconnected."""
         self.reconnects.labels(provider=provider).inc()
+
+    def provider_error(self, provider: str, code: str) -> None:
+        """A provider (``soniox``, ``elevenlabs``, ``openai``...) refused a call's session with ``code``."""
+        self.provider_errors.labels(provider=provider, code=code).inc()
 
     def frame_dropped(self, stage: FrameStage) -> None:
         """A per-frame step of a call raised on one inbound frame; the call went on without it."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from mediasrv.agent.clauses import ClauseSplitter
 from mediasrv.agent.planner import LLMRequest, TurnPlan
 from mediasrv.agent.ports import LlmDelta, TtsAudio
+from mediasrv.errors import ProviderRejected
 from mediasrv.providers.llm.say import SayExtractor
 from mediasrv.timing import TurnTimeline
 
@@ -161,9 +162,15 @@ class Reply:
             raise
         except Exception as exc:
             self.runner.counters.llm_failures += 1
-            log.warning("call %s: reply failed: %s", self.runner.call_id, exc)
+            refused = isinstance(exc, ProviderRejected) and not exc.retryable and _is_4xx(exc.status)
+            if refused:
+                # A bad key, model or request: every reply would fail alike. The runner's
+                # fallback line (then hang-up) follows this reply; no "say that again".
+                self.runner.failures.report_exception(exc)
+            else:
+                log.warning("call %s: reply failed: %s", self.runner.call_id, exc)
             with contextlib.suppress(Exception):
-                if not self.text_sent:
+                if not self.text_sent and not refused:
                     await self._speak(SORRY)
                 await self.runner.tts.end(self.context_id)
         self.text_complete = True
@@ -257,3 +264,8 @@ class Reply:
         if self.interrupted:
             return self.heard_text(self.heard_ms)
         return "" if self.cancelled else self.text_sent.strip()
+
+
+def _is_4xx(status: int | None) -> bool:
+    """An HTTP refusal of the request itself (bad key, model, parameter), not a fault mid-stream."""
+    return status is not None and 400 <= status < 500

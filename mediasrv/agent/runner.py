@@ -69,6 +69,7 @@ from mediasrv.agent import flow as fl
 from mediasrv.agent.actions import FlowActions
 from mediasrv.agent.config import AgentConfig
 from mediasrv.agent.counters import CallCounters
+from mediasrv.agent.failures import ProviderFailures
 from mediasrv.agent.greeting import GreetingCache
 from mediasrv.agent.kb import KnowledgeBase
 from mediasrv.agent.planner import LLMRequest, TurnPlanner
@@ -82,6 +83,7 @@ from mediasrv.agent.ports import (
     SttText,
     TtsAudio,
     TtsDone,
+    TtsFailure,
     TTSPort,
 )
 from mediasrv.agent.prompts import ConversationMemory
@@ -90,6 +92,7 @@ from mediasrv.agent.reply import Reply
 from mediasrv.agent.supervisor import CallSupervisor, HangUp, LeaveMessage, SayAndHangUp, SayCheckIn
 from mediasrv.agent.turn_replies import TurnReplies
 from mediasrv.call import CallHandle
+from mediasrv.errors import ProviderError
 from mediasrv.metrics import FRAME_STAGES, FrameStage, Metrics
 from mediasrv.providers.telnyx.stream import StreamStarted
 from mediasrv.records import RecordWriter
@@ -226,6 +229,7 @@ class AgentRunner:
         # collaborators
         self.turn_replies = TurnReplies(self)
         self.actions = FlowActions(self)
+        self.failures = ProviderFailures(self)
 
     # ----------------------------------------------------------------- Behaviour
     async def start(self, call: CallHandle, started: StreamStarted) -> None:
@@ -251,9 +255,18 @@ class AgentRunner:
             greeting = self._greeting_reply("greeting-cached")
             greeting.start_cached(self.config.greeting, cached)
             self.utter(greeting)
-        await asyncio.gather(self.stt.open(started.call_control_id or self.call_id), self.tts.open())
+        opened = await asyncio.gather(
+            self.stt.open(started.call_control_id or self.call_id), self.tts.open(), return_exceptions=True
+        )
+        for outcome in opened:  # a provider refusing the session: fallback line, not silence
+            if isinstance(outcome, ProviderError):
+                self.failures.report_exception(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
         self._tasks.append(asyncio.create_task(self._stt_loop(), name=f"stt-{self.call_id}"))
         self._tasks.append(asyncio.create_task(self._tts_loop(), name=f"tts-{self.call_id}"))
+        if self.failures.failed:
+            return
         if greet and greeting is None:
             greeting = self._greeting_reply(None)
             if self.greetings is not None:
@@ -487,11 +500,14 @@ class AgentRunner:
                 self.turns.on_endpoint("end" if ev.kind == "end" else "fin", self.audio_ms)
             elif isinstance(ev, SttFailure):
                 self.counters.stt_failures += 1
-                log.warning("call %s: STT failed: %s", self.call_id, ev.message)
+                self.failures.report(ev.provider, ev.code, ev.message)
             self._handle_turn_events(asyncio.get_running_loop().time())
 
     async def _tts_loop(self) -> None:
         async for ev in self.tts.events():
+            if isinstance(ev, TtsFailure):
+                self.failures.report(ev.provider, ev.code, ev.message)
+                continue
             reply = self._reply_for(ev.context_id)
             if reply is None:
                 continue

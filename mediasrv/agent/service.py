@@ -37,6 +37,8 @@ from mediasrv.metrics import Metrics, turn_log_line
 from mediasrv.providers.llm.anthropic_client import AnthropicChat
 from mediasrv.providers.llm.openai_client import OpenAIChat
 from mediasrv.providers.llm.stream import LLMClient
+from mediasrv.providers.soniox.messages import DEFAULT_MODEL as DEFAULT_STT_MODEL
+from mediasrv.providers.soniox.messages import MODEL_ALIASES
 from mediasrv.providers.telnyx.callcontrol import CallControlClient
 from mediasrv.providers.telnyx.webhooks import CallInitiated, WebhookVerifier, decode_webhook
 from mediasrv.records import RecordWriter
@@ -166,6 +168,25 @@ class AgentService:
         """
         if self.records is not None:
             await asyncio.to_thread(self.records.start)
+        model = self.agent.stt.model
+        if model in MODEL_ALIASES:
+            log.warning(
+                "stt model %r is an alias (of %s when last seen): its target may be retired; "
+                "name a model, e.g. %r (docs/providers.md)",
+                model,
+                MODEL_ALIASES[model],
+                DEFAULT_STT_MODEL,
+            )
+        if self.agent.fallback_line.strip():
+            # Cached for a call whose own TTS connection is refused (mediasrv.agent.failures).
+            try:
+                fallback = await asyncio.wait_for(
+                    self._synthesise(self.agent.fallback_line), GREETING_WARMUP_S
+                )
+            except (TimeoutError, ProviderError, OSError, RemoteProtocolError) as exc:
+                log.warning("fallback line not cached at start: %s", exc)
+            else:
+                self.greetings.put_text(self.agent, self.agent.fallback_line, fallback)
         if self.agent.first_speaker == "agent" and self.agent.greeting:
             loop = asyncio.get_running_loop()
             t0 = loop.time()
@@ -201,7 +222,14 @@ class AgentService:
         if ep.llm_provider == "anthropic":
             base = ep.llm_base_url or "https://api.anthropic.com"
             return AnthropicChat(ep.llm_key, base_url=base, model=cfg.model)
-        return OpenAIChat(ep.llm_key or "none", ep.llm_base_url, cfg.model, tag_purpose=ep.llm_tag_purpose)
+        return OpenAIChat(
+            ep.llm_key or "none",
+            ep.llm_base_url,
+            cfg.model,
+            tag_purpose=ep.llm_tag_purpose,
+            token_param=cfg.token_field(),
+            provider=cfg.provider,
+        )
 
     def new_runner(self) -> AgentRunner:
         """The behaviour factory handed to the daemon: one runner per media socket."""
@@ -219,9 +247,14 @@ class AgentService:
             control=self,
         )
         runner.profile = self.profile_name
+        runner.failures.on_error = self._provider_error
         runner.metrics = self.metrics
         self.runners.append(runner)
         return runner
+
+    def _provider_error(self, provider: str, code: str) -> None:
+        if self.metrics is not None:
+            self.metrics.provider_error(provider, code)
 
     def attach_telnyx(self, api_url: str, api_key: str, public_key_b64: str | None) -> None:
         """Use this Call Control endpoint and webhook key (set once the daemon's URL is known)."""

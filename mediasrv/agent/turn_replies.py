@@ -158,7 +158,12 @@ class TurnReplies:
 
     def _may_speculate(self, text: str) -> bool:
         run = self.runner
-        return run.config.speculative and bool(text.strip()) and not run.supervisor.hold_replies
+        return (
+            run.config.speculative
+            and bool(text.strip())
+            and not run.supervisor.hold_replies
+            and not run.failures.failed
+        )
 
     def refresh_speculation(self) -> None:
         """Keep the speculative reply on the freshest words (early kick-off on partials).
@@ -230,6 +235,9 @@ class TurnReplies:
         if run.supervisor.hold_replies:  # a machine answered: say nothing until the message
             self._drop_speculation_of(spec)
             run.supervise()
+            return
+        if run.failures.failed:  # a provider refused the call: its fallback line is the last word
+            self._drop_speculation_of(spec)
             return
         if spec is not None and normalise(spec.prompt_text) == normalise(text):
             self._play_hit(spec, text, tl)
