@@ -34,7 +34,13 @@ Rules (what a client can rely on):
    reading of pipecat ("close_context so isFinal arrives right after the last audio byte") and
    of the docs ("generation for it stops"); the real service's exact behaviour is UNCONFIRMED.
    ``{"text": ""}`` is a keepalive; ``close_socket`` finishes flushing contexts, then closes.
-8. Inactivity: no message for ``inactivity_timeout`` seconds closes the socket (1008).
+8. Inactivity: no message for ``inactivity_timeout`` seconds closes the socket (1008). In
+   multi-context that holds while no context is open; each context times out on its own: one
+   that no message has named for
+   ``inactivity_timeout`` seconds (and that has not had its end-of-input marker) is closed, its
+   generation stopped and ``isFinal`` sent for it; a keepalive ``{"text": "", "context_id"}``
+   resets its clock. (SDK ``KeepContextAlive``: "keep a specific context alive by resetting its
+   inactivity timeout"; what the service sends when a context times out is UNCONFIRMED.)
 9. Faults (``.faults``, mutable at any time) apply to the next connection that reaches them and
    then disarm: drop the TCP connection after N audio chunks, stall before a chunk, or send an
    error frame and close 1008.
@@ -106,6 +112,8 @@ class EmulatorSession:
     audio_chunks: int = 0
     audio_ms: dict[str, float] = field(default_factory=dict)
     finals: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+    """Contexts closed for inactivity (rule 8)."""
     errors: list[str] = field(default_factory=list)
     close_code: int | None = None
 
@@ -132,6 +140,7 @@ class _Ctx:
         self.generations = 0
         self.schedule = schedule
         self.ended = False
+        self.last_input_at = asyncio.get_running_loop().time()
         self.queue: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
 
@@ -165,12 +174,16 @@ class _Connection:
     # ------------------------------------------------------------------ receive side
 
     async def run(self) -> None:
+        watchdog = asyncio.get_running_loop().create_task(self._expire_idle_contexts())
         try:
             self._check_query()
             await self._receive_loop()
         except _Refused as exc:
             await self.refuse(exc.error, exc.message)
         finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
             for ctx in self.contexts.values():
                 if ctx.task is not None:
                     ctx.task.cancel()
@@ -194,8 +207,10 @@ class _Connection:
 
     async def _receive_loop(self) -> None:
         while not self.ws.closed and not self.closing:
+            # Multi-context: while contexts are open, each one times out on its own (rule 8).
+            timeout_s = None if self.record.multi and self.contexts else self.timeout_s
             try:
-                msg = await self.ws.receive(timeout=self.timeout_s)
+                msg = await self.ws.receive(timeout=timeout_s)
             except TimeoutError:
                 raise _Refused("input_timeout_exceeded", "no input for inactivity_timeout seconds") from None
             if msg.type is not WSMsgType.TEXT:
@@ -211,6 +226,24 @@ class _Connection:
             else:
                 await self._on_single(message)
             self.first_message = False
+
+    async def _expire_idle_contexts(self) -> None:
+        """Rule 8: close each multi-context context no message has named for ``timeout_s``."""
+        if not self.record.multi:
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(_Stopped, ConnectionError):
+            while not self.ws.closed:
+                idle = [c for c in self.contexts.values() if not c.ended]
+                due = min(
+                    (c.last_input_at + self.timeout_s for c in idle), default=loop.time() + self.timeout_s
+                )
+                await asyncio.sleep(max(0.01, due - loop.time()))
+                now = loop.time()
+                for ctx in [c for c in self.contexts.values() if not c.ended]:
+                    if now >= ctx.last_input_at + self.timeout_s:
+                        self.record.timed_out.append(ctx.id)
+                        await self._close_context(ctx)
 
     def _check_auth(self, message: ClientMessage) -> None:
         if self.authed:
@@ -262,6 +295,7 @@ class _Connection:
                 "invalid_message",
                 "voice_settings/generation_config allowed only on a context's first message",
             )
+        ctx.last_input_at = asyncio.get_running_loop().time()
         if message.close_context:
             await self._close_context(ctx)
             return

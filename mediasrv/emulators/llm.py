@@ -18,6 +18,11 @@ Rules:
   disconnect: aiohttp ``handler_cancellation=True``).
 - Faults (:class:`LLMFaults`, mutable at :attr:`LLMEmulator.faults`) apply to the next ``remaining``
   requests (all requests when None), then reset.
+- Keep-alives, as real servers send them: right after the headers (so during the time to first
+  token) and then every ``keepalive_every_tokens`` tokens, an OpenAI stream gets an SSE comment
+  line (``: keep-alive``; "lines starting with ``:`` are comments", WHATWG event stream) and an
+  Anthropic stream a ``ping`` event ("Event streams may also include any number of ping events",
+  Anthropic streaming docs). Clients must skip both.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
 from mediasrv.profiles import Profile, get_profile
 
 MODEL_NAME: Final = "mediasrv-emulator"
+SSE_COMMENT: Final = b": keep-alive\n\n"
+KEEPALIVE_EVERY_TOKENS: Final = 8
 
 
 class LLMFaults(msgspec.Struct, kw_only=True):
@@ -104,6 +111,7 @@ class LLMEmulator:
         api_key: the only accepted key; None accepts any non-empty key.
         rng: randomness for jitter, ids and reply variants (seed it for reproducible runs).
         script: scripted replies: a queue (list) or a dict keyed by the last user message.
+        keepalive_every_tokens: tokens between two keep-alives (0: only the one after the headers).
     """
 
     def __init__(
@@ -113,8 +121,10 @@ class LLMEmulator:
         api_key: str | None = None,
         rng: random.Random | None = None,
         script: rules.Script | None = None,
+        keepalive_every_tokens: int = KEEPALIVE_EVERY_TOKENS,
     ) -> None:
         self.profile = profile
+        self.keepalive_every_tokens = keepalive_every_tokens
         self.api_key = api_key
         self.rng = rng if rng is not None else random.Random(0)
         self.script: rules.Script | None = script
@@ -180,13 +190,18 @@ class LLMEmulator:
         frames: list[rules.Frame],
         faults: LLMFaults,
         error_frame: bytes,
+        keepalive: bytes,
     ) -> None:
-        """Write frames with the profile's timing; apply the stream faults."""
+        """Write frames with the profile's timing, and keep-alives; apply the stream faults."""
         n_tokens = sum(1 for f in frames if f.token)
         timing = rules.plan_timing(self.profile, record.purpose, n_tokens, self.rng)
         loop = asyncio.get_running_loop()
+        every = self.keepalive_every_tokens
         try:
+            await response.write(keepalive)
             for frame in frames:
+                if frame.token and every and record.tokens_sent and record.tokens_sent % every == 0:
+                    await response.write(keepalive)
                 if frame.token:
                     if (
                         faults.error_after_tokens is not None
@@ -226,6 +241,7 @@ class LLMEmulator:
         frames: list[rules.Frame],
         faults: LLMFaults,
         error_frame: bytes,
+        keepalive: bytes = SSE_COMMENT,
     ) -> web.StreamResponse:
         """Send the SSE headers, then the frames; a client gone before the headers is recorded."""
         response = web.StreamResponse(
@@ -242,7 +258,7 @@ class LLMEmulator:
             record.disconnected = True
             record.disconnected_at = asyncio.get_running_loop().time()
             return response
-        await self._pace(response, record, frames, faults, error_frame)
+        await self._pace(response, record, frames, faults, error_frame, keepalive)
         return response
 
     # --- OpenAI ----------------------------------------------------------------------------------
@@ -343,7 +359,8 @@ class LLMEmulator:
             prompt_tokens=rules.count_prompt_tokens(body),
         )
         error_frame = rules.sse_bytes(rules.anthropic_error("overloaded_error", "Overloaded"), "error")
-        return await self._stream(request, record, frames, faults, error_frame)
+        ping = rules.sse_bytes({"type": "ping"}, "ping")
+        return await self._stream(request, record, frames, faults, error_frame, ping)
 
 
 def _anthropic_as_openai(body: Mapping[str, object]) -> dict[str, object]:

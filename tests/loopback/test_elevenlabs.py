@@ -119,6 +119,32 @@ async def test_reply_in_three_pieces_streams_chunk_by_chunk(emulator: ElevenLabs
     assert session.headers_key == KEY and session.finals == [ctx]
 
 
+async def test_each_context_times_out_on_its_own_unless_kept_alive(emulator: ElevenLabsEmulator) -> None:
+    """Multi-context: a context no message names for inactivity_timeout is closed by the server
+    (SDK KeepContextAlive: "resetting its inactivity timeout"); our per-context keepalive holds a
+    context that waits (a held speculative reply) open."""
+    rec = Recorder()
+    idle = ElevenLabsConfig(inactivity_timeout_s=1, keepalive_interval_s=30.0, reconnect_backoff_s=0.01)
+    async with make_client(emulator, rec, config=idle) as client:
+        ctx = client.new_context()
+        await client.send_text(ctx, "Held. ", flush=True)
+        await rec.wait(lambda: rec.done(ctx) is not None, limit_s=3.0)
+    assert emulator.sessions[0].timed_out == [ctx]
+
+    rec = Recorder()
+    kept = ElevenLabsConfig(inactivity_timeout_s=1, keepalive_interval_s=0.3, reconnect_backoff_s=0.01)
+    async with make_client(emulator, rec, config=kept) as client:
+        ctx = client.new_context()
+        await client.send_text(ctx, "Held. ", flush=True)
+        await asyncio.sleep(1.6)
+        assert rec.done(ctx) is None
+        await client.end(ctx)
+        await rec.wait(lambda: rec.done(ctx) is not None)
+    session = emulator.sessions[1]
+    assert session.timed_out == [] and session.finals == [ctx]
+    assert any(m.text == "" and m.context_id == ctx and not m.flush for m in session.messages)
+
+
 async def test_barge_in_stops_audio_and_next_reply_uses_same_socket(emulator: ElevenLabsEmulator) -> None:
     rec = Recorder()
     first_text = "This is a long answer that the caller will interrupt, "

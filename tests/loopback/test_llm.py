@@ -354,3 +354,37 @@ async def test_client_gone_before_the_headers_is_recorded_not_logged(
     assert len(emulator.requests) == 10
     assert all(r.disconnected for r in emulator.requests)
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
+LONG_REPLY = (
+    "One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen."
+)
+
+
+async def test_keepalives_reach_the_wire_and_both_clients_skip_them(
+    emulator: LLMEmulator, chat: OpenAIChat, claude: AnthropicChat
+) -> None:
+    """The emulator sends SSE comments (OpenAI) and ping events (Anthropic) before the first token
+    and every few tokens, as real servers may; the text assembled is unchanged."""
+    import aiohttp
+
+    emulator.script = {"Hello?": LONG_REPLY}
+    async with aiohttp.ClientSession() as http:
+        body = {"model": "m", "stream": True, "messages": USER}
+        async with http.post(
+            f"{emulator.url}/chat/completions", json=body, headers={"Authorization": "Bearer k"}
+        ) as r:
+            openai_wire = await r.read()
+        async with http.post(
+            f"{emulator.url.removesuffix('/v1')}/v1/messages",
+            json={"model": "m", "max_tokens": 64, "stream": True, "messages": USER[1:]},
+            headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+        ) as r:
+            anthropic_wire = await r.read()
+    assert openai_wire.startswith(b": keep-alive\n\n") and openai_wire.count(b": keep-alive") >= 2
+    # (Anthropic: the keep-alives plus the ping that follows message_start)
+    assert anthropic_wire.startswith(b"event: ping") and anthropic_wire.count(b"event: ping") >= 3
+    for client in (chat, claude):
+        events = await collect(client.stream(USER, max_tokens=64))
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == LONG_REPLY
+        assert isinstance(events[-1], Done)
