@@ -74,7 +74,8 @@ class SonioxSTT:
             context=soniox_context(agent.stt.context),
             max_endpoint_delay_ms=agent.stt.max_endpoint_delay_ms,
         )
-        self._cfg = cfg
+        self.config = cfg
+        """The session config (each call adds its ``client_reference_id``)."""
         self._url = url
         self._api_key = api_key
         self.client: SonioxClient | None = None
@@ -82,7 +83,7 @@ class SonioxSTT:
 
     async def open(self, call_ref: str) -> None:
         """Connect (the session config, tagged with the call's reference, goes out at once)."""
-        cfg = msgspec.structs.replace(self._cfg, client_reference_id=call_ref)
+        cfg = msgspec.structs.replace(self.config, client_reference_id=call_ref)
         self.client = SonioxClient(cfg, url=self._url, api_key=self._api_key)
         await self.client.__aenter__()
         self._open = True

@@ -284,7 +284,12 @@ class AgentService:
             log.warning("webhook not understood: %s", exc)
             return web.json_response({"error": "bad webhook"}, status=400)
         payload = env.data.payload
-        if isinstance(payload, CallInitiated) and payload.direction == "incoming" and self.cc is not None:
+        if (
+            isinstance(payload, CallInitiated)
+            and payload.direction == "incoming"
+            and payload.call_control_id
+            and self.cc is not None
+        ):
             # Answer off the webhook's response path: Telnyx wants its 200 quickly.
             task = asyncio.create_task(self._answer(payload.call_control_id))
             self._tasks.add(task)

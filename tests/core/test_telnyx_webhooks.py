@@ -171,10 +171,24 @@ class TestEnvelope:
         env = decode_webhook(body)
         assert env.meta is None and isinstance(env.data.payload, StreamingStarted)
 
-    @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"data":{}}', b'{"meta":{}}'])
+    @pytest.mark.parametrize("body", [b"not json", b"[]", b'"data"', b'{"data":[]}'])
     def test_not_an_envelope(self, body: bytes) -> None:
         with pytest.raises(RemoteProtocolError):
             decode_webhook(body)
+
+    @pytest.mark.parametrize(
+        "body", [b"{}", b'{"data":{}}', b'{"data":null}', b'{"meta":{}}', b'{"data":{"payload":null}}']
+    )
+    def test_an_empty_envelope_decodes_to_an_empty_event(self, body: bytes) -> None:
+        # The SDK's *WebhookEvent models type every field Optional (issue 12): nothing to act on,
+        # nothing to refuse either (a 4xx would only make Telnyx deliver it again).
+        event = decode_webhook(body).data
+        assert (event.event_type, event.id, event.record_type) == ("", "", "event")
+        assert isinstance(event.payload, UnknownPayload) and event.payload.call_control_id is None
+
+    def test_a_known_event_without_its_payload(self) -> None:
+        event = decode_webhook(b'{"data":{"event_type":"call.initiated","payload":null}}').data
+        assert isinstance(event.payload, CallInitiated) and event.payload.call_control_id is None
 
     def test_known_event_with_bad_payload(self) -> None:
         with pytest.raises(RemoteProtocolError, match="call.hangup"):

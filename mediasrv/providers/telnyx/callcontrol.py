@@ -72,6 +72,8 @@ __all__ = [
     "TelnyxServerError",
     "Timeouts",
     "TransferParams",
+    "decode_command_result",
+    "decode_dial_result",
 ]
 
 logger = logging.getLogger(__name__)
@@ -223,13 +225,13 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DialResult(msgspec.Struct, frozen=True, kw_only=True):
-    """``data`` of a successful dial."""
+    """``data`` of a successful dial: only ``call_control_id`` is needed (to command the new leg)."""
 
     call_control_id: str
     call_leg_id: str | None = None
     call_session_id: str | None = None
     is_alive: bool | None = None
-    record_type: str = "call"
+    record_type: str | None = "call"
     command_id: str = ""
 
 
@@ -252,11 +254,13 @@ class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _ResultData(msgspec.Struct, frozen=True, kw_only=True):
-    result: str = "ok"
+    result: str | None = None
 
 
 class _ResultBody(msgspec.Struct, frozen=True, kw_only=True):
-    data: _ResultData
+    # The SDK's Action*Response types ``data`` and ``data.result`` Optional: a 2xx is success
+    # whatever they hold ("ok" when absent).
+    data: _ResultData | None = None
 
 
 class _DialBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -306,6 +310,26 @@ _ERROR_DECODER: Final = msgspec.json.Decoder(_ErrorBody)
 _RESULT_DECODER: Final = msgspec.json.Decoder(_ResultBody)
 _DIAL_DECODER: Final = msgspec.json.Decoder(_DialBody)
 _ENCODER: Final = msgspec.json.Encoder()
+
+
+def decode_command_result(body: bytes) -> str:
+    """The ``result`` of a 2xx command answer (``"ok"`` when ``data`` or ``result`` is absent or null).
+
+    Raises:
+        msgspec.DecodeError: not JSON. msgspec.ValidationError: a field of the wrong type.
+    """
+    data = _RESULT_DECODER.decode(body).data
+    return (data.result if data is not None else None) or "ok"
+
+
+def decode_dial_result(body: bytes) -> DialResult:
+    """``data`` of a 2xx dial answer; every field but ``call_control_id`` may be missing or null.
+
+    Raises:
+        msgspec.DecodeError: not JSON. msgspec.ValidationError: no ``data.call_control_id``, or a
+            field of the wrong type.
+    """
+    return _DIAL_DECODER.decode(body).data
 
 
 def _parse_errors(body: bytes) -> tuple[ApiError, ...]:
@@ -661,7 +685,7 @@ class CallControlClient:
         )
         body = await self._post("/calls", _ENCODER.encode(params), label="dial")
         try:
-            data = _DIAL_DECODER.decode(body).data
+            data = decode_dial_result(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ProviderProtocolError(f"telnyx dial: unexpected answer: {exc}", provider=PROVIDER) from exc
         return msgspec.structs.replace(data, command_id=params.command_id or "")
@@ -678,7 +702,7 @@ class CallControlClient:
         path = f"/calls/{call_control_id}/actions/{action}"
         body = await self._post(path, _ENCODER.encode(params), label=action)
         try:
-            result = _RESULT_DECODER.decode(body).data.result
+            result = decode_command_result(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ProviderProtocolError(
                 f"telnyx {action}: unexpected answer: {exc}", provider=PROVIDER

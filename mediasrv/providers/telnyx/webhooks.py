@@ -11,10 +11,13 @@ Rules:
 2. The signed message is the UTF-8 bytes of ``"{telnyx-timestamp}|{raw body}"``. Header
    names are matched case-insensitively. A timestamp more than ``tolerance_s`` (300 s, as
    in the official SDK) from ``now``, in either direction, is rejected as a replay.
-3. Decoding never fails on something new from Telnyx: unknown fields are ignored and an
-   unknown ``event_type`` becomes an :class:`UnknownPayload`. Only a body that is not a
-   webhook envelope at all, or a known event whose payload has the wrong shape, raises
-   :class:`~mediasrv.errors.RemoteProtocolError`.
+3. Decoding never fails on something new from Telnyx, nor on something left out: unknown
+   fields are ignored, an unknown ``event_type`` becomes an :class:`UnknownPayload`, and every
+   field may be missing or ``null`` (the SDK's ``*WebhookEvent`` models type every field
+   ``Optional``, ``call_control_id`` included; a missing ``data`` or ``payload`` reads as an
+   empty one). Only a body that is not a JSON object, or a field of the wrong type, raises
+   :class:`~mediasrv.errors.RemoteProtocolError`. Whoever acts on a webhook checks that what it
+   needs is there (answering needs ``call_control_id``).
 4. The same Structs serve both directions: the emulator builds a :class:`WebhookEnvelope`
    and encodes it with :func:`encode_webhook`; the daemon decodes with
    :func:`decode_webhook`.
@@ -86,7 +89,7 @@ class CallPayload(msgspec.Struct, frozen=True, kw_only=True):
     :func:`decode_client_state`), or ``None``.
     """
 
-    call_control_id: str
+    call_control_id: str | None = None
     call_leg_id: str | None = None
     call_session_id: str | None = None
     connection_id: str | None = None
@@ -249,7 +252,7 @@ class WebhookMeta(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """``data`` of a webhook: the event header plus its typed payload."""
+    """``data`` of a webhook: the event header plus its typed payload (``""`` for a missing text)."""
 
     event_type: str
     id: str
@@ -266,15 +269,15 @@ class WebhookEnvelope(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _RawData(msgspec.Struct, frozen=True, kw_only=True):
-    event_type: str
-    id: str = ""
-    occurred_at: str = ""
-    record_type: str = "event"
-    payload: msgspec.Raw = msgspec.Raw(b"{}")
+    event_type: str | None = None
+    id: str | None = None
+    occurred_at: str | None = None
+    record_type: str | None = None
+    payload: msgspec.Raw = msgspec.Raw(b"null")
 
 
 class _RawEnvelope(msgspec.Struct, frozen=True, kw_only=True):
-    data: _RawData
+    data: _RawData | None = None
     meta: WebhookMeta | None = None
 
 
@@ -311,29 +314,33 @@ def decode_webhook(body: bytes) -> WebhookEnvelope:
         raw = _ENVELOPE_DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise RemoteProtocolError(f"telnyx webhook: not an envelope: {exc}") from exc
-    data = raw.data
-    decoder = _PAYLOAD_DECODERS.get(data.event_type)
+    data = raw.data or _RawData()
+    event_type = data.event_type or ""
+    body = bytes(data.payload)
+    if body.strip() == b"null":
+        body = b"{}"
+    decoder = _PAYLOAD_DECODERS.get(event_type)
     payload: WebhookPayload
     try:
         if decoder is not None:
-            payload = decoder.decode(data.payload)  # type: ignore[assignment]
+            payload = decoder.decode(body)  # type: ignore[assignment]
         else:
-            common = _UNKNOWN_DECODER.decode(data.payload)
+            common = _UNKNOWN_DECODER.decode(body)
             payload = UnknownPayload(
                 call_control_id=common.call_control_id,
                 call_leg_id=common.call_leg_id,
                 call_session_id=common.call_session_id,
                 connection_id=common.connection_id,
                 client_state=common.client_state,
-                raw=bytes(data.payload),
+                raw=body,
             )
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise RemoteProtocolError(f"telnyx webhook {data.event_type}: bad payload: {exc}") from exc
+        raise RemoteProtocolError(f"telnyx webhook {event_type}: bad payload: {exc}") from exc
     event = WebhookEvent(
-        event_type=data.event_type,
-        id=data.id,
-        occurred_at=data.occurred_at,
-        record_type=data.record_type,
+        event_type=event_type,
+        id=data.id or "",
+        occurred_at=data.occurred_at or "",
+        record_type=data.record_type or "event",
         payload=payload,
     )
     return WebhookEnvelope(data=event, meta=raw.meta)
