@@ -1,6 +1,6 @@
 """SimulatedCaller: a wire-faithful Telnyx media-stream client for tests, benches and the demo.
 
-It plays the part Telnyx plays on a real call (protocols.md 2.4, "Media side"):
+It plays the part Telnyx plays on a real call (docs/providers.md 2.4, "Media side"):
 
 * dials the server's media WebSocket (optionally with the ``x-telnyx-streaming-auth-token``
   upgrade header), sends ``connected`` then ``start``;

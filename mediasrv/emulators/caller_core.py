@@ -62,7 +62,7 @@ SAMPLE_RATE_HZ: Final = 8000
 FRAME_MS: Final = 20
 FRAME_S: Final = FRAME_MS / 1000
 FRAME_BYTES: Final = SAMPLE_RATE_HZ * FRAME_MS // 1000  # 160: PCMU is one byte per sample
-SILENCE_BYTE: Final = 0xFF  # PCMU silence (protocols.md 2.3)
+SILENCE_BYTE: Final = 0xFF  # PCMU silence (docs/providers.md 2.3)
 SILENCE_FRAME: Final = bytes([SILENCE_BYTE]) * FRAME_BYTES
 
 
@@ -132,7 +132,7 @@ def returned_media_problem(payload: bytes, spec: StreamSpec) -> str | None:
     """Why Telnyx would not play a ``media`` frame the server sent back, or None if it would.
 
     Telnyx: "You **must** set ``rtp`` to stream raw audio back to the caller"; in mp3 mode only
-    whole base64 MP3 files are accepted (protocols.md 2.2). In rtp mode a chunk must hold 20 ms
+    whole base64 MP3 files are accepted (docs/providers.md 2.2). In rtp mode a chunk must hold 20 ms
     to 30 s of audio (AsyncAPI page).
     """
     mode = spec.bidirectional_mode or "mp3"

@@ -1,7 +1,7 @@
 """A wire-faithful ElevenLabs WebSocket TTS emulator (aiohttp), with a latency model and faults.
 
 Serves ``/v1/text-to-speech/{voice_id}/stream-input`` (single-context) and
-``/v1/text-to-speech/{voice_id}/multi-stream-input`` (multi-context) per protocols.md 4.4.
+``/v1/text-to-speech/{voice_id}/multi-stream-input`` (multi-context) per docs/providers.md 4.4.
 
 Rules (what a client can rely on):
 
@@ -264,7 +264,7 @@ class _Connection:
         if message.voice_settings is not None or message.generation_config is not None:
             raise _Refused("invalid_message", "voice_settings are only allowed in the first message")
         if message.text == "":
-            # Single-context EOS: flush, then isFinal, then close (protocols.md 4.1).
+            # Single-context EOS: flush, then isFinal, then close (docs/providers.md 4.1).
             self._generate(ctx, force=True)
             ctx.ended = True
             ctx.queue.put_nowait(None)

@@ -1,6 +1,6 @@
 """SHELL: a local, wire-compatible OpenAI chat-completions and Anthropic Messages server with a latency model.
 
-Endpoints (protocols.md 5.5 and 5.4):
+Endpoints (docs/providers.md 5.5 and 5.4):
 
 - ``POST /v1/chat/completions``: stream (``text/event-stream``, one chunk per write, ``[DONE]`` last) and
   non-stream; ``Authorization: Bearer <key>`` required (any non-empty key unless ``api_key`` is set).

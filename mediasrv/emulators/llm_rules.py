@@ -18,7 +18,7 @@ Rules:
 - Tools without a script: ``tool_choice`` ``required`` or a named function calls that tool (arguments
   built from its ``parameters`` schema like above). With ``auto``, a tool is called when a word of its
   name (4+ letters) appears in the last user message; the call follows a short spoken sentence, so
-  content and a tool call arrive in one response (protocols.md 5.3).
+  content and a tool call arrive in one response (docs/providers.md 5.3).
 - Purpose convention (picks the latency of a call): ``metadata.purpose``, else
   ``response_format.json_schema.name``, else ``user``; ``extraction`` and ``transition`` are special, any
   other value is a normal reply.
@@ -340,7 +340,7 @@ def count_prompt_tokens(body: Mapping[str, object]) -> int:
     return max(1, chars // 4)
 
 
-# --- OpenAI wire (protocols.md 5.2, 5.5) ----------------------------------------------------------------
+# --- OpenAI wire (docs/providers.md 5.2, 5.5) ---------------------------------------------------------------
 
 
 class Frame(msgspec.Struct, frozen=True):
@@ -356,7 +356,7 @@ def _sse(payload: object, event: str | None = None) -> bytes:
 
 
 class ChunkMeta(msgspec.Struct, frozen=True, kw_only=True):
-    """Fields repeated on every chunk (protocols.md 5.5: ``id``, ``object``, ``created``, ``model``)."""
+    """Fields repeated on every chunk (docs/providers.md 5.5: ``id``, ``object``, ``created``, ``model``)."""
 
     id: str
     created: int
@@ -448,7 +448,7 @@ def openai_error(message: str, kind: str, code: str | None = None) -> dict[str, 
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-# --- Anthropic wire (protocols.md 5.4) ------------------------------------------------------------------
+# --- Anthropic wire (docs/providers.md 5.4) -----------------------------------------------------------------
 
 _ANTHROPIC_STOP: Final = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"}
 

@@ -1,6 +1,6 @@
 """Soniox real-time STT emulator: a real WebSocket server (aiohttp) speaking the Soniox protocol.
 
-What it does (``protocols.md`` 3.6):
+What it does (``docs/providers.md`` 3.6):
 
 * Serves the WebSocket on any path. Auth: ``Authorization: Bearer <key>`` on the upgrade or
   ``api_key`` in the first message; when the emulator has an ``api_key`` and neither matches it

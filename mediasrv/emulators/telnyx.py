@@ -1,6 +1,6 @@
 """A local, wire-compatible Telnyx: Call Control REST server, signed webhooks, media dialler.
 
-What it does (protocols.md 2.4):
+What it does (docs/providers.md 2.4):
 
 * **REST server** (aiohttp): ``POST /v2/calls`` (dial) and
   ``POST /v2/calls/{cci}/actions/{answer,hangup,streaming_start,streaming_stop,

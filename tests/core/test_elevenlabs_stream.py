@@ -1,6 +1,6 @@
 """ElevenLabsStream core: fed recorded-shape server frames and fake ``now`` values (no loop, no sockets).
 
-Grouped by protocols.md section: 4.2 messages and contexts, 4.1/4.3 output formats, 6 resume.
+Grouped by docs/providers.md section: 4.2 messages and contexts, 4.1/4.3 output formats, 6 resume.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def test_sse_retry_field_digits_only() -> None:
     assert [e.retry for e in events] == [1500, 1500]
 
 
-# --- OpenAI chunk assembly (protocols.md 5.2, 5.3) -------------------------------------------------
+# --- OpenAI chunk assembly (docs/providers.md 5.2, 5.3) -------------------------------------------------
 
 
 def test_openai_text_finish_and_usage() -> None:
@@ -170,7 +170,7 @@ def test_openai_tool_call_fragments_two_indices_interleaved() -> None:
 
 
 def test_openai_repeated_index_zero_distinct_ids_are_two_calls() -> None:
-    # Ollama-style backends reuse index 0 for parallel calls (protocols.md 5.3): key on id.
+    # Ollama-style backends reuse index 0 for parallel calls (docs/providers.md 5.3): key on id.
     def frag(**fields: object) -> bytes:
         return chunk({"tool_calls": [{"index": 0, **fields}]})
 
@@ -206,7 +206,7 @@ def test_openai_undecodable_chunk_is_protocol_failure() -> None:
     assert asm.failure is not None and asm.failure.kind == "protocol" and not asm.failure.retryable
 
 
-# --- say extractor (protocols.md 5.3, RFC 8259 section 7) ------------------------------------------
+# --- say extractor (docs/providers.md 5.3, RFC 8259 section 7) ------------------------------------------
 
 SAY_TEXTS = st.lists(
     st.one_of(
@@ -252,7 +252,7 @@ def test_say_extractor_lone_surrogate_becomes_replacement() -> None:
     assert extractor.feed('{"say": "a\\ud800b"}') == "a\ufffdb"
 
 
-# --- Anthropic Messages events (protocols.md 5.4) --------------------------------------------------
+# --- Anthropic Messages events (docs/providers.md 5.4) --------------------------------------------------
 
 
 def anthropic_stream(*events: tuple[str, dict[str, object]]) -> bytes:

@@ -1,6 +1,6 @@
 """SonioxScript (the emulator's sans-I/O core): tokens timed to the audio it receives.
 
-Follows protocols.md 3.6 "What a faithful Soniox emulator must do". No loop, no sockets:
+Follows docs/providers.md 3.6 "What a faithful Soniox emulator must do". No loop, no sockets:
 audio goes in as bytes, ``ResultMessage``s come out.
 """
 

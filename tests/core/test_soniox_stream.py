@@ -1,6 +1,6 @@
 """TranscriptAssembler over recorded-style Soniox result frames (no loop, no sockets).
 
-Grouped by the Soniox WebSocket API sections quoted in protocols.md 3.3.
+Grouped by the Soniox WebSocket API sections quoted in docs/providers.md 3.3.
 """
 
 from __future__ import annotations

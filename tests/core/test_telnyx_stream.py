@@ -1,6 +1,6 @@
 """TelnyxStream and the Telnyx wire Structs: no event loop, no sockets.
 
-Grouped by protocols.md section 2 (Telnyx media-streaming WebSocket): 2.1 inbound frames,
+Grouped by docs/providers.md section 2 (Telnyx media-streaming WebSocket): 2.1 inbound frames,
 2.2 outbound frames, plus robustness (P1/P8) and a pair test against the emulator's own
 frame builders.
 """
@@ -115,7 +115,7 @@ def started_stream() -> TelnyxStream:
 
 
 class TestInboundFrames:
-    """protocols.md 2.1: every frame Telnyx sends, in the documented shapes."""
+    """docs/providers.md 2.1: every frame Telnyx sends, in the documented shapes."""
 
     def test_connected_then_start(self) -> None:
         stream = TelnyxStream()
@@ -299,7 +299,7 @@ class TestInboundFrames:
         assert stream.state is StreamState.AWAITING_CONNECTED
 
     def test_variable_media_size(self) -> None:
-        # protocols.md 2.3: inbound frame size is undocumented; 120 ms chunks have been seen.
+        # docs/providers.md 2.3: inbound frame size is undocumented; 120 ms chunks have been seen.
         big = bytes(range(256)) * 3 + bytes(192)
         stream = started_stream()
         stream.receive_text(media_frame(payload=base64.b64encode(big).decode()), 0.0)
@@ -520,7 +520,7 @@ class TestRejectedFrames:
 
 
 class TestOutboundFrames:
-    """protocols.md 2.2: exact JSON shape of what we send, and round trips."""
+    """docs/providers.md 2.2: exact JSON shape of what we send, and round trips."""
 
     def test_media_exact_shape(self) -> None:
         stream = started_stream()
@@ -647,7 +647,7 @@ class TestPairWithEmulatorFrames:
 
 
 class TestPlaybackModel:
-    """The emulator's playback queue (protocols.md 2.2 mark/clear semantics), sans-I/O."""
+    """The emulator's playback queue (docs/providers.md 2.2 mark/clear semantics), sans-I/O."""
 
     def test_mark_due_after_queued_audio(self) -> None:
         queue = PlaybackQueue()

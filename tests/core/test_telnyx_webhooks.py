@@ -1,6 +1,6 @@
 """Telnyx webhooks: envelope decoding, Ed25519 verification, client_state (no sockets, no loop).
 
-Grouped by protocols.md section: 1.2 envelope, 1.3 signature verification, 1.1 client_state.
+Grouped by docs/providers.md section: 1.2 envelope, 1.3 signature verification, 1.1 client_state.
 """
 
 from __future__ import annotations

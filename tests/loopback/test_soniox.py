@@ -1,6 +1,6 @@
 """SonioxClient against the Soniox emulator over 127.0.0.1 (real sockets, real corpus audio).
 
-Grouped by protocols.md section 3: 3.1 auth, 3.2 config/finalize/keepalive, 3.3 results, and
+Grouped by docs/providers.md section 3: 3.1 auth, 3.2 config/finalize/keepalive, 3.3 results, and
 reconnect/resume after a drop or a 503 (Soniox error-handling: "reconnect and resume").
 """
 

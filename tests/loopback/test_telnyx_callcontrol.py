@@ -4,7 +4,7 @@ Peers, all real sockets on port 0:
 - the emulator (REST server + webhook client + media dialler);
 - a small aiohttp app that verifies every webhook with WebhookVerifier and serves audio files;
 - a tiny websockets server standing in for our media endpoint;
-- a test caller factory that dials it and sends ``connected``/``start`` literals (protocols.md 2.1).
+- a test caller factory that dials it and sends ``connected``/``start`` literals (docs/providers.md 2.1).
 """
 
 from __future__ import annotations

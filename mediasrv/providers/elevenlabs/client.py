@@ -4,7 +4,7 @@ Rules:
 
 1. One socket per call, opened while the call is set up (``await client.connect()`` or
    ``async with``), on ``/v1/text-to-speech/{voice_id}/multi-stream-input`` with the
-   ``xi-api-key`` header (protocols.md 4.1: "use the header"). Each reply is a context on it.
+   ``xi-api-key`` header (docs/providers.md 4.1: "use the header"). Each reply is a context on it.
 2. This module only moves bytes: caller actions go to the core, the core's frames go to the
    socket, the socket's frames go to the core, and the core's events go to the caller — every
    audio chunk the moment it is parsed (``on_event`` callback, or ``events()``).
@@ -94,7 +94,7 @@ class ElevenLabsClient:
         api_key: sent as the ``xi-api-key`` header.
         voice_id: the voice in the URL path.
         base_url: ``wss://api.elevenlabs.io`` or a local emulator (``ws://``/``http(s)://`` too).
-        model_id: query ``model_id`` (Flash v2.5: ~75 ms inference, protocols.md 4.3).
+        model_id: query ``model_id`` (Flash v2.5: ~75 ms inference, docs/providers.md 4.3).
         output_format: ``ulaw_8000`` (passed through to Telnyx untouched) or ``pcm_*``
             (resampled and encoded per context).
         on_event: called synchronously with every event as it is parsed; when None, events
@@ -333,7 +333,7 @@ class ElevenLabsClient:
 def _build_url(
     base_url: str, voice_id: str, model_id: str, output_format: str, config: ElevenLabsConfig
 ) -> str:
-    """The multi-context endpoint with its query (protocols.md 4.1/4.2 parameter list)."""
+    """The multi-context endpoint with its query (docs/providers.md 4.1/4.2 parameter list)."""
     parsed = urllib.parse.urlsplit(base_url)
     scheme = {"https": "wss", "http": "ws"}.get(parsed.scheme, parsed.scheme)
     query: dict[str, str] = {

@@ -6,7 +6,7 @@ Rules:
    travel between modules (style P7). Messages we *send* forbid unknown fields and omit defaults,
    so the wire carries only what the caller set.
 2. Messages we *receive* are decoded leniently, once, at the edge. The vendor spells some fields
-   two ways and we accept both (protocols.md 4.1/4.2):
+   two ways and we accept both (docs/providers.md 4.1/4.2):
 
    * ``contextId`` (AsyncAPI ``AudioOutputMulti``) and ``context_id`` (livekit reads both);
    * ``isFinal`` (pipecat, livekit) and ``is_final`` (AsyncAPI examples);
@@ -81,7 +81,7 @@ OUTPUT_FORMATS: Final[dict[str, int]] = {
 class VoiceSettings(
     msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
 ):
-    """``RealtimeVoiceSettings``: allowed only on a context's first message (protocols.md 4.2).
+    """``RealtimeVoiceSettings``: allowed only on a context's first message (docs/providers.md 4.2).
 
     Vendor defaults: stability 0.5, similarity_boost 0.75, style 0, use_speaker_boost true,
     speed 1.0 (range 0.7-1.2). ``None`` leaves the vendor default.

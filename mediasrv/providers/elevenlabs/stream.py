@@ -14,7 +14,7 @@ server frames into events (``events_received()``):
 
 Rules:
 
-1. **At most 5 active contexts per connection** (protocols.md 4.2; the server answers a sixth
+1. **At most 5 active contexts per connection** (docs/providers.md 4.2; the server answers a sixth
    with ``max_active_conversations`` and closes with 1008). A context is active from its init
    frame until its ``isFinal`` (graceful end) or until the caller cancels it. Opening a sixth
    raises ``LocalProtocolError``: the server never sees it.
@@ -24,13 +24,13 @@ Rules:
    before the init makes the later init fail with 1008).
 3. Barge-in (``close_context``) is final for the caller at once: the core sends
    ``close_context``, reports ``ContextDone(cancelled=True)`` and from then on drops (and
-   counts) every audio frame still arriving for that context id (protocols.md 4.2 recipe:
+   counts) every audio frame still arriving for that context id (docs/providers.md 4.2 recipe:
    "drop any of its audio still queued locally").
 4. A normal end (``end``) sends the livekit end-of-input flush ``{"text": "", "flush": true}``
    and then ``close_context``, so the server reports ``isFinal`` right after the last audio
    byte (pipecat ``on_turn_context_completed``).
 5. Audio leaves as 8 kHz mu-law: ``ulaw_8000`` is passed through untouched (the zero-transcode
-   telephony path, protocols.md 6); ``pcm_*`` goes through one ``Resampler`` per context and
+   telephony path, docs/providers.md 6); ``pcm_*`` goes through one ``Resampler`` per context and
    ``ulaw_encode``; the resampler's tail is flushed when the context finishes.
 6. **Resume after a dropped socket.** ``connection_lost()`` forgets every wire id;
    ``connection_made()`` re-opens each unfinished context under a new wire id (mapped back to
@@ -85,7 +85,7 @@ __all__ = [
 ]
 
 MAX_ACTIVE_CONTEXTS: Final = 5
-"""protocols.md 4.2: "At most 5 concurrent contexts per connection"."""
+"""docs/providers.md 4.2: "At most 5 concurrent contexts per connection"."""
 
 TELNYX_RATE_HZ: Final = 8000
 ULAW_BYTES_PER_MS: Final = TELNYX_RATE_HZ // 1000
@@ -582,7 +582,7 @@ class ElevenLabsStream:
         return min(due)
 
     def handle_timer(self, now: float) -> None:
-        """Queue keepalives: ``{"text": "", "context_id"}`` per idle open context (protocols.md 4.2),
+        """Queue keepalives: ``{"text": "", "context_id"}`` per idle open context (docs/providers.md 4.2),
         or ``{"text": ""}`` on an idle socket with no open context (pipecat does the same)."""
         if not self._connected:
             return

@@ -1,8 +1,9 @@
 """SHELL: streamed Anthropic Messages over aiohttp, parsed by our sans-I/O SSE and event cores.
 
-Protocol (protocols.md 5.4; https://docs.anthropic.com/en/api/messages-streaming): ``POST {base}/v1/messages``
-with ``stream: true`` and headers ``x-api-key`` and ``anthropic-version: 2023-06-01``; the answer is SSE with
-named events and no ``[DONE]``: the stream ends with ``message_stop``.
+Protocol (docs/providers.md 5.4; https://docs.anthropic.com/en/api/messages-streaming): ``POST
+{base}/v1/messages`` with ``stream: true`` and headers ``x-api-key`` and ``anthropic-version:
+2023-06-01``; the answer is SSE with named events and no ``[DONE]``: the stream ends with
+``message_stop``.
 
 Rules:
 

@@ -5,14 +5,14 @@ Rules:
 - Input goes in through ``receive_*``; output comes out of ``events_received()``. Nothing here awaits,
   logs or raises for the peer's input: an undecodable payload or an in-stream error becomes
   :attr:`failure` (a :class:`StreamFailure`) and the assembler ignores everything after it.
-- OpenAI tool calls (protocols.md 5.3): fragments are concatenated per ``index``; the first fragment of
+- OpenAI tool calls (docs/providers.md 5.3): fragments are concatenated per ``index``; the first fragment of
   an index carries ``id`` and ``function.name``. Some backends reuse index 0 for parallel calls and tell
   them apart only by ``id``, so a fragment whose ``id`` differs from the open call at that index starts a
   new call. Complete :class:`ToolCall` events are emitted, in order of first appearance, when the
   ``finish_reason`` arrives (or at end of stream).
 - OpenAI sends usage on a final ``choices: []`` chunk *after* the finish chunk
   (``stream_options.include_usage``), so :class:`Done` is emitted from :meth:`receive_end`.
-- Anthropic (protocols.md 5.4): ``content_block_start`` opens a ``text`` or ``tool_use`` block by
+- Anthropic (docs/providers.md 5.4): ``content_block_start`` opens a ``text`` or ``tool_use`` block by
   ``index``; ``text_delta`` and ``input_json_delta`` add to it; ``content_block_stop`` of a ``tool_use``
   block emits the :class:`ToolCall`; ``message_delta`` carries ``stop_reason`` and cumulative usage;
   ``message_stop`` ends the stream; ``ping`` may appear anywhere; ``error`` fails the stream.
@@ -99,7 +99,7 @@ class OpenAIAssembler:
         self.receive_chunk(chunk)
 
     def receive_chunk(self, chunk: Chunk) -> None:
-        """Feed one decoded chunk; a chunk with a top-level ``error`` fails the stream (protocols.md 5.2)."""
+        """Feed one decoded chunk; a top-level ``error`` fails the stream (docs/providers.md 5.2)."""
         if chunk.error is not None:
             kind = chunk.error.type or str(chunk.error.code or "error")
             self.failure = StreamFailure(

@@ -10,7 +10,7 @@ Rules:
   ``max_tokens`` -> ``length``).
 - A stream that ends without a finish reason (no ``finish_reason`` chunk / no ``message_stop``) still ends
   with a :class:`Done`, flagged ``truncated=True``: the caller decides what a cut reply means.
-- Wire Structs only name the fields we read; msgspec ignores the rest (protocols.md 5.2: "the SDK is
+- Wire Structs only name the fields we read; msgspec ignores the rest (docs/providers.md 5.2: "the SDK is
   lenient about extra fields", and so are we).
 """
 
@@ -76,7 +76,7 @@ LLMEvent = TextDelta | ToolCallDelta | ToolCall | Done
 """What :class:`~mediasrv.providers.llm.stream.LLMStream` yields."""
 
 
-# --- OpenAI chat.completion.chunk (protocols.md 5.2) ------------------------------------------------------
+# --- OpenAI chat.completion.chunk (docs/providers.md 5.2) ---------------------------------------------------
 
 
 class FunctionFragment(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,7 +117,7 @@ class WireUsage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WireError(msgspec.Struct, frozen=True, kw_only=True):
-    """``{"error": {"message", "type", "param", "code"}}`` (protocols.md 5.2, mid-stream errors)."""
+    """``{"error": {"message", "type", "param", "code"}}`` (docs/providers.md 5.2, mid-stream errors)."""
 
     message: str = ""
     type: str | None = None
@@ -132,7 +132,7 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True):
     error: WireError | None = None
 
 
-# --- Anthropic Messages streaming (protocols.md 5.4) ------------------------------------------------------
+# --- Anthropic Messages streaming (docs/providers.md 5.4) ---------------------------------------------------
 
 
 class AnthropicBlock(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,12 +2,12 @@
 
 Works with OpenAI, xAI (``https://api.x.ai/v1``), Groq (``https://api.groq.com/openai/v1``), vLLM and the
 local emulator: ``base_url`` must end in ``/v1`` because the SDK appends ``/chat/completions``
-(protocols.md 5.1).
+(docs/providers.md 5.1).
 
 Rules:
 
 - Requests always set ``stream=True`` and ``stream_options={"include_usage": true}`` (the usage arrives on
-  a final ``choices: []`` chunk, protocols.md 5.2).
+  a final ``choices: []`` chunk, docs/providers.md 5.2).
 - The token limit goes out as ``max_tokens`` (accepted by every compatible server) unless the client is
   built with ``token_param="max_completion_tokens"`` (OpenAI's newer name, which counts reasoning tokens).
 - ``purpose`` is sent only when ``tag_purpose=True``, as ``metadata={"purpose": ...}``: real backends may
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     )
     from openai.types.chat.completion_create_params import ResponseFormat
 
-# The SDK retries 408, 409, 429 and 5xx itself (protocols.md 5.1); we flag the same statuses retryable.
+# The SDK retries 408, 409, 429 and 5xx itself (docs/providers.md 5.1); we flag the same statuses retryable.
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 

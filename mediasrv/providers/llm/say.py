@@ -1,7 +1,7 @@
 """Sans-I/O incremental extractor of one top-level JSON string field (the spoken ``"say"`` text).
 
 Why: with structured output the model streams a JSON object in ``delta.content`` fragments; when the
-schema puts the spoken field first (``{"say": ..., "vars": ..., "next": ...}``, protocols.md 5.3), the
+schema puts the spoken field first (``{"say": ..., "vars": ..., "next": ...}``, docs/providers.md 5.3), the
 text can go to TTS while the rest of the object is still being generated.
 
 Rules:

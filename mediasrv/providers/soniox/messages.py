@@ -1,4 +1,4 @@
-"""Soniox real-time STT wire messages (``protocols.md`` section 3), as msgspec Structs.
+"""Soniox real-time STT wire messages (``docs/providers.md`` section 3), as msgspec Structs.
 
 Rules:
 

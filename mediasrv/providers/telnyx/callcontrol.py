@@ -15,13 +15,13 @@ Rules:
    from an injected ``random.Random``; a 429's ``Retry-After`` is honoured up to the cap.
 3. ``{"errors": [{code, title, detail}]}`` answers become :class:`TelnyxRejected`
    (a :class:`~mediasrv.errors.ProviderRejected`). HTTP 422 with code ``90018`` ("Call has
-   already ended", protocols.md 1.1) becomes :class:`CallAlreadyEnded`; :meth:`hangup`
+   already ended", docs/providers.md 1.1) becomes :class:`CallAlreadyEnded`; :meth:`hangup`
    treats it as success (``CommandResult.already_ended``), other commands raise it.
 4. ``client_state`` arguments are plain text or a mapping; this client base64-encodes them
    (:func:`~mediasrv.providers.telnyx.webhooks.encode_client_state`), because Telnyx
    requires "a valid Base-64 encoded string" and echoes it in later webhooks.
 5. Field names and enums follow telnyx-python ``types/calls/action_*_params.py`` and
-   ``types/call_dial_params.py`` (protocols.md 1.4-1.6). ``stream_auth_token`` and
+   ``types/call_dial_params.py`` (docs/providers.md 1.4-1.6). ``stream_auth_token`` and
    ``stream_bidirectional_sampling_rate`` exist on ``streaming_start`` and ``dial`` /
    ``streaming_start`` respectively, **not** on ``answer``: to authenticate the media
    WebSocket, answer without ``stream_url`` and call :meth:`streaming_start` afterwards,
@@ -174,7 +174,7 @@ class TransferParams(CommandParams, frozen=True, kw_only=True, omit_defaults=Tru
 
 
 class PlaybackStartParams(CommandParams, frozen=True, kw_only=True, omit_defaults=True):
-    """Body of ``actions/playback_start``, the legacy file playback (protocols.md 1.6)."""
+    """Body of ``actions/playback_start``, the legacy file playback (docs/providers.md 1.6)."""
 
     audio_url: str | None = None
     media_name: str | None = None

@@ -3,7 +3,7 @@
 Rules:
 
 * Telnyx is the WebSocket *client*; every frame is a JSON **text** frame
-  (protocols.md 2; Telnyx "Media Streaming" docs).
+  (docs/providers.md 2; Telnyx "Media Streaming" docs).
 * Inbound frames (Telnyx -> us) form one tagged union on ``event``: ``connected``,
   ``start``, ``media``, ``dtmf``, ``mark``, ``error``, ``stop``. Outbound frames
   (us -> Telnyx) form another: ``media``, ``mark``, ``clear``. The tags ``media`` and
@@ -86,7 +86,7 @@ __all__ = [
     "media_text",
 ]
 
-# Telnyx error codes (AsyncAPI "error" message; protocols.md 2.1).
+# Telnyx error codes (AsyncAPI "error" message; docs/providers.md 2.1).
 ERROR_UNKNOWN: Final = 100002
 ERROR_MALFORMED_FRAME: Final = 100003
 ERROR_INVALID_MEDIA: Final = 100004

@@ -425,7 +425,7 @@ class TelnyxStream:
     def send_media(self, ulaw: bytes) -> str:
         """Build one outbound media frame (the hot path: no Struct, ~0.4 us for 160 B).
 
-        Send 20-100 ms chunks roughly in real time (protocols.md 2.3); Telnyx queues the
+        Send 20-100 ms chunks roughly in real time (docs/providers.md 2.3); Telnyx queues the
         audio and plays it in order.
 
         Args:

@@ -7,7 +7,7 @@ Rules:
 
 1. Verify first, decode second. :meth:`WebhookVerifier.verify` checks the Ed25519
    signature over the **raw** body bytes exactly as received: re-serialised JSON does not
-   match (protocols.md 1.3; telnyx-python ``lib/webhook_verification.py``).
+   match (docs/providers.md 1.3; telnyx-python ``lib/webhook_verification.py``).
 2. The signed message is the UTF-8 bytes of ``"{telnyx-timestamp}|{raw body}"``. Header
    names are matched case-insensitively. A timestamp more than ``tolerance_s`` (300 s, as
    in the official SDK) from ``now``, in either direction, is rejected as a replay.
@@ -23,7 +23,7 @@ Rules:
    :func:`decode_webhook`.
 
 Field lists follow telnyx-python ``types/call_*_webhook_event.py`` as summarised in
-protocols.md 1.2. Times (``occurred_at``, ``start_time``) stay ISO-8601 strings.
+docs/providers.md 1.2. Times (``occurred_at``, ``start_time``) stay ISO-8601 strings.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ _ED25519_KEY_BYTES: Final = 32
 
 
 class CallPayload(msgspec.Struct, frozen=True, kw_only=True):
-    """Fields common to every call webhook payload (protocols.md 1.2).
+    """Fields common to every call webhook payload (docs/providers.md 1.2).
 
     ``client_state`` is the base64 string last set by a command (see
     :func:`decode_client_state`), or ``None``.
