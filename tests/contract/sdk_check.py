@@ -9,8 +9,10 @@ Two directions (issue 12, "Contract tests against the vendors' own SDK types"):
   :func:`assert_typeddict_accepts` does the same for Stainless ``TypedDict`` params (Telnyx),
   translating ``PropertyInfo`` aliases (``from_`` -> ``"from"``).
 * **What we receive**: :func:`sdk_variants` builds, with the SDK model itself, the JSON of a
-  server message three ways: every optional field absent, every optional field ``null``, and
-  every field present (a sample value per type). The decoders under test must take all three.
+  server message four ways: every optional field absent; every optional field ``null``; every
+  optional object present but each of *its* optional fields ``null`` (an alignment whose lists
+  are null, say); and every field present (a sample value per type). The decoders under test
+  must take all four.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
-Variant = Literal["absent", "null", "full"]
-VARIANTS: tuple[Variant, ...] = ("absent", "null", "full")
+Variant = Literal["absent", "null", "inner_null", "full"]
+VARIANTS: tuple[Variant, ...] = ("absent", "null", "inner_null", "full")
 
 
 # --------------------------------------------------------------------------- what we send
@@ -166,6 +168,14 @@ def _is_optional(info: Any) -> bool:
     return not info.is_required()
 
 
+def _holds_model(annotation: Any) -> bool:
+    """The annotation is (or holds, as an optional or a list) a pydantic model."""
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_model(arg) for arg in typing.get_args(annotation))
+
+
 def _allows_none(annotation: Any) -> bool:
     annotation = _unwrap(annotation)
     return annotation is None or type(None) in typing.get_args(annotation)
@@ -227,7 +237,7 @@ def build(
         if _is_optional(info) and not given:
             if variant == "absent":
                 continue
-            if variant == "null":
+            if variant == "null" or variant == "inner_null" and not _holds_model(info.annotation):
                 if _allows_none(info.annotation):
                     out[key] = None
                 continue
