@@ -30,16 +30,17 @@ import wave
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from bench.baselines import SileroStream, silero_available
 from mediasrv.codec import array_to_ulaw
 from mediasrv.corpus import dev_corpus
 from mediasrv.profiles import PROFILES, Profile
 from mediasrv.tools.turns_tool import ScriptedStt
 from mediasrv.turns import EndOfTurn, TurnConfig, TurnDetector, UserPaused, UserResumed
-from mediasrv.vad import VadConfig, VoiceActivityDetector
+from mediasrv.vad import EnergyVad, SegmenterConfig, VadResult, VoiceActivityDetector
 
 DEFAULT_CORPUS = dev_corpus()
 FRAME_MS = 20
@@ -81,6 +82,7 @@ class Outcome:
     text: str = ""
     paused: int = 0
     resumed: int = 0
+    noise: str = ""
 
     @property
     def cut(self) -> bool:
@@ -159,18 +161,34 @@ class SonioxFeed(ScriptedStt):
 # ------------------------------------------------------------------------------ runners
 
 
+class FrameVad(Protocol):
+    """A streaming VAD: one 160-byte mu-law frame in, that frame's verdict out."""
+
+    def process_ulaw(self, frame: bytes) -> VadResult: ...
+
+
+VAD_ENGINES: dict[str, Callable[[], FrameVad]] = {
+    "mediasrv": VoiceActivityDetector,
+    "previous": EnergyVad,
+}
+"""The VADs the per-condition table compares (Silero is added when the bench extra is installed)."""
+if silero_available():
+    VAD_ENGINES["silero"] = SileroStream
+
+
 def run_ours(
     utt: Utterance,
     profile: Profile,
     seed: int,
     turn_config: TurnConfig | None = None,
-    vad_config: VadConfig | None = None,
+    vad_config: SegmenterConfig | None = None,
+    vad_factory: Callable[[], FrameVad] | None = None,
 ) -> Outcome:
     """Run VAD + TurnDetector + Soniox emulator over one file; return the first decision."""
-    vad = VoiceActivityDetector(config=vad_config)
+    vad = vad_factory() if vad_factory is not None else VoiceActivityDetector(config=vad_config)
     det = TurnDetector(turn_config)
     feed = SonioxFeed(utt, profile, seed)
-    out = Outcome(utt.file, utt.kind, utt.speech_end_ms)
+    out = Outcome(utt.file, utt.kind, utt.speech_end_ms, noise=utt.noise)
     for t_ms, frame in utt.frames():
         det.on_vad(vad.process_ulaw(frame), t_ms)
         feed.deliver(feed.receive_audio(frame, t_ms), t_ms, det)
@@ -195,7 +213,7 @@ def run_endpoint_only(utt: Utterance, profile: Profile, seed: int) -> Outcome:
     return Outcome(utt.file, utt.kind, utt.speech_end_ms, end_ms=feed.first_end_ms)
 
 
-def run_fixed_silence(utt: Utterance, silence_ms: int, vad_config: VadConfig | None = None) -> Outcome:
+def run_fixed_silence(utt: Utterance, silence_ms: int, vad_config: SegmenterConfig | None = None) -> Outcome:
     """VAD-only baseline: the turn ends after ``silence_ms`` of silence following speech."""
     vad = VoiceActivityDetector(config=vad_config)
     out = Outcome(utt.file, utt.kind, utt.speech_end_ms)
@@ -211,7 +229,7 @@ def run_fixed_silence(utt: Utterance, silence_ms: int, vad_config: VadConfig | N
 
 
 def vad_accuracy(
-    utts: Sequence[Utterance], vad_config: VadConfig | None = None, lead_silence_ms: int = 0
+    utts: Sequence[Utterance], vad_config: SegmenterConfig | None = None, lead_silence_ms: int = 0
 ) -> dict[str, tuple[float, float, float]]:
     """Per noise condition: (frame accuracy, speech recall, false-alarm rate) of ``active``.
 
@@ -286,6 +304,8 @@ class Evaluation:
     vad: dict[str, tuple[float, float, float]]
     vad_after_silence: dict[str, tuple[float, float, float]]
     variants: dict[str, list[Outcome]] = field(default_factory=dict)
+    engines: dict[str, list[Outcome]] = field(default_factory=dict)
+    """The main profile's run with each VAD of :data:`VAD_ENGINES` (the same turn detector)."""
 
 
 def evaluate(
@@ -293,7 +313,7 @@ def evaluate(
     profiles: Sequence[str] = ("typical",),
     seed: int = 1,
     turn_config: TurnConfig | None = None,
-    vad_config: VadConfig | None = None,
+    vad_config: SegmenterConfig | None = None,
     fixed_silences_ms: Sequence[int] = (200, 800),
 ) -> Evaluation:
     """Run every configuration over ``utts``; the first profile also gives the ``<end>`` baseline."""
@@ -310,6 +330,13 @@ def evaluate(
             run_ours(u, PROFILES[profiles[0]], seed + i, strict, vad_config) for i, u in enumerate(utts)
         ]
     }
+    engines = {"mediasrv": ours[profiles[0]]}
+    for name, factory in VAD_ENGINES.items():
+        if name not in engines:
+            engines[name] = [
+                run_ours(u, PROFILES[profiles[0]], seed + i, turn_config, vad_factory=factory)
+                for i, u in enumerate(utts)
+            ]
     return Evaluation(
         ours,
         end_only,
@@ -317,6 +344,7 @@ def evaluate(
         vad_accuracy(utts, vad_config),
         vad_accuracy(utts, vad_config, lead_silence_ms=2000),
         variants,
+        engines,
     )
 
 
@@ -343,6 +371,7 @@ def render(ev: Evaluation, printer: Callable[[str], None] = print) -> None:
         printer(_fmt(summarise(f"mediasrv  {kind}", [o for o in ev.ours[main] if o.kind == kind])))
         for ms, outs in ev.fixed.items():
             printer(_fmt(summarise(f"fixed {ms} ms  {kind}", [o for o in outs if o.kind == kind])))
+    render_conditions(ev, main, printer)
     printer("\nLeave-some-out check (thresholds are fixed defaults; even vs odd files):")
     printer(HEADER)
     for parity in ("even", "odd"):
@@ -364,6 +393,44 @@ def render(ev: Evaluation, printer: Callable[[str], None] = print) -> None:
         )
     slow = sorted(ev.ours[main], key=lambda o: -(o.dead_air_ms or 0))[:5]
     printer("Slowest (mediasrv): " + ", ".join(f"{o.file} {o.dead_air_ms} ms {o.text!r}" for o in slow))
+
+
+def _cell(outs: Sequence[Outcome]) -> str:
+    s = summarise("", outs)
+    dead = "-" if s.p50 is None or s.p95 is None else f"{s.p50:.0f}/{s.p95:.0f}"
+    short = f" s{s.short_missed}" if s.short_missed else ""
+    return f"{dead} {s.cut_pct:.0f}%{short}"
+
+
+def render_conditions(ev: Evaluation, profile: str, printer: Callable[[str], None] = print) -> None:
+    """Per line condition and VAD (same turn detector, profile ``profile``): dead air p50/p95 ms,
+    false cut-offs, and short answers missed (``sN``)."""
+    names = list(ev.engines)
+    conditions = sorted({o.noise for o in ev.engines["mediasrv"]}, key=_condition_order)
+    printer(f"\nPer line condition, each VAD under the same turn detector (profile '{profile}'):")
+    printer("cell: dead air p50/p95 ms, false cut-offs %, sN = N short answers missed")
+    printer("| condition | n | " + " | ".join(f"{n:<20}" for n in names) + " |")
+    printer("|---|---|" + "|".join("-" * 22 for _ in names) + "|")
+    rows = [*conditions, "all"]
+    for cond in rows:
+        cells = []
+        n = 0
+        for name in names:
+            outs = [o for o in ev.engines[name] if cond in ("all", o.noise)]
+            n = len(outs)
+            cells.append(f"{_cell(outs):<20}")
+        printer(f"| {cond:<9} | {n:>3} | " + " | ".join(cells) + " |")
+    worst = max(
+        (summarise("", [o for o in ev.engines["mediasrv"] if o.noise == c]).cut_pct, c) for c in conditions
+    )
+    printer(f"mediasrv's worst condition for cut-offs: {worst[1]} ({worst[0]:.1f} %)")
+
+
+def _condition_order(name: str) -> tuple[int, str]:
+    order = ("clean", "pink", "white", "babble", "car", "loss")
+    head = next((i for i, k in enumerate(order) if name.startswith(k)), len(order))
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return head, f"{999 - int(digits) if digits else 999:03d}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

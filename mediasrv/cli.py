@@ -1,4 +1,4 @@
-"""Command line: ``mediasrv serve | demo | emulate``.
+"""Command line: ``mediasrv serve | demo | emulate | turns | vad | calls | report``.
 
 Each sub-command is a thin wrapper; the work lives in the modules it names.
 """
@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     from mediasrv.tools.turns_tool import add_arguments
 
     add_arguments(t)
+    v = sub.add_parser("vad", help="speech segments of a recording (VAD alone, offline)")
+    from mediasrv.tools.vad_tool import add_arguments as add_vad_arguments
+
+    add_vad_arguments(v)
     sub.add_parser("calls", help="list and show recorded calls (mediasrv calls --help)", add_help=False)
     sub.add_parser(
         "report", help="latency tables and plots from call records or logs (--help)", add_help=False
@@ -144,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         from mediasrv.tools.turns_tool import main as turns_main
 
         return turns_main(args)
+    if args.command == "vad":
+        from mediasrv.tools.vad_tool import main as vad_main
+
+        return vad_main(args)
     if args.command == "emulate":
         try:
             run(_emulate(args.name, args.profile, args.host, args.port))

@@ -39,6 +39,19 @@ def dev_corpus() -> Path:
     return DEMO_CORPUS
 
 
+def shared_root() -> Path:
+    """The shared tree beside this checkout (``corpus/``, ``tools/``), or the default location.
+
+    ``$MEDIASRV_SHARED`` wins; then ``../shared`` beside the checkout; then ``/work/shared``.
+    The directory may not exist (benches that need it say so and skip).
+    """
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (os.environ.get("MEDIASRV_SHARED", ""), str(here.parent / "shared")):
+        if candidate and (Path(candidate) / "corpus").is_dir():
+            return Path(candidate)
+    return Path("/work/shared")
+
+
 class Segment(msgspec.Struct, frozen=True):
     """A piece of continuous speech inside an utterance."""
 

@@ -60,6 +60,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -110,6 +111,7 @@ from mediasrv.turns import (
 )
 from mediasrv.turns.echo import EchoGuard, text_is_echo
 from mediasrv.vad import VadResult, VoiceActivityDetector
+from mediasrv.vad_shell import BatchedVad
 
 __all__ = ["ECHO_DEBOUNCE_FRAMES", "AgentRunner", "CallCounters", "GreetingCache", "Reply", "wall_clock"]
 
@@ -124,6 +126,10 @@ ECHO_TAIL_FRAMES = 15
 """Frames the echo guard keeps judging after our audio stops (the echo path's delay)."""
 ECHO_DEBOUNCE_FRAMES = 2
 """Consecutive unexplained voice frames before caller voice over the agent counts."""
+BARGE_IN_MIN_RISE_DB = 6.0
+"""While our audio may be on the line, a voice frame must also stand this far above the line's
+noise floor (the VAD's mean band level over its floor) to count as the caller: the network's
+verdict outlasts our echo by a few frames, the frame's own level does not."""
 SPECULATE_MIN_MS = 40
 SPECULATE_LEAD_MS = 660
 """``user_paused`` comes this long before the turn would end: with text that lags the audio
@@ -179,6 +185,9 @@ class AgentRunner:
         self.call: CallHandle | None = None
         self.call_id = "-"
         self.vad = VoiceActivityDetector()
+        self._batched: BatchedVad | None = None
+        self._vad_pending: deque[tuple[bytes, float]] = deque()
+        """Frames submitted to the shared VAD batch, awaiting their verdicts (in order)."""
         # Speculate early: a reply that turns out wrong is cancelled for the price of its tokens,
         # while a right one hides the LLM and TTS start-up behind the end-of-turn wait.
         self.turns = TurnDetector(
@@ -291,12 +300,46 @@ class AgentRunner:
         greeting.greeting = True
         return greeting
 
-    def on_audio(self, ulaw: bytes, now: float) -> None:
-        """Per 20 ms frame: STT passthrough, VAD, echo guard, turn detection.
+    def use_batched_vad(self, shared: BatchedVad) -> None:
+        """Run this call's VAD in the daemon's shared batch (one network step for every call)."""
+        self.vad.close()
+        self.vad = shared.detector()
+        self._batched = shared
 
-        A step that raises is counted (:meth:`_frame_dropped`) and the call goes on without it.
+    def on_audio(self, ulaw: bytes, now: float) -> None:
+        """Per 20 ms frame: STT passthrough, then the VAD; the rest runs on the VAD's verdict.
+
+        With a shared batch (:meth:`use_batched_vad`) the verdict comes in the loop's next
+        iteration (:meth:`_on_vad_verdict`), with every other call's frames of this iteration;
+        alone, at once. A step that raises is counted (:meth:`_frame_dropped`) and the call goes
+        on without it.
         """
         self.stt.send_audio(ulaw)
+        batched = self._batched
+        if batched is not None:
+            try:
+                batched.submit(self.vad, ulaw, self._on_vad_verdict)
+            except Exception:
+                self.audio_ms += FRAME_MS
+                self._frame_dropped("vad")
+                return
+            self._vad_pending.append((ulaw, now))
+            return
+        try:
+            vad = self.vad.process_ulaw(ulaw)
+        except Exception:
+            self.audio_ms += FRAME_MS
+            self._frame_dropped("vad")
+            return  # no voice decision: the frame goes no further
+        self._after_vad(ulaw, vad, now)
+
+    def _on_vad_verdict(self, vad: VadResult) -> None:
+        ulaw, now = self._vad_pending.popleft()
+        if not self.closed:
+            self._after_vad(ulaw, vad, now)
+
+    def _after_vad(self, ulaw: bytes, vad: VadResult, now: float) -> None:
+        """Echo guard, supervisor and turn detection for one frame and its VAD verdict."""
         self.audio_ms += FRAME_MS
         audible = self._agent_audible()
         sup = self.supervisor
@@ -304,11 +347,6 @@ class AgentRunner:
             self._audible = audible
             self.turns.set_agent_speaking(audible, self.audio_ms)
             sup.on_agent_speaking(audible, self.audio_ms)
-        try:
-            vad = self.vad.process_ulaw(ulaw)
-        except Exception:
-            self._frame_dropped("vad")
-            return  # no voice decision: the frame goes no further
         heard, caller_active = ulaw, vad.active
         if audible or self._echo_tail:
             # The guard sees every frame while we talk (it needs the inbound history to find
@@ -321,6 +359,11 @@ class AgentRunner:
                 # Our own voice coming back (speakerphone): never let it open an overlap,
                 # and never let the supervisor take it for a caller's monologue or a beep.
                 self.counters.echo_frames += 1
+                self._voice_run = 0
+                vad = ECHO_FRAME
+            elif audible and vad.speech and vad.energy_db - vad.noise_db < BARGE_IN_MIN_RISE_DB:
+                # Voice by the network's memory but not by the frame's own level (the tail of
+                # our echo, the line noise after it): not enough to cut the agent off.
                 self._voice_run = 0
                 vad = ECHO_FRAME
             elif audible and vad.speech:
@@ -373,6 +416,10 @@ class AgentRunner:
     async def close(self) -> None:
         """Cancel replies and side calls, close the providers, write the end of the call."""
         self.closed = True
+        if self._batched is not None:
+            self._batched.release(self.vad)  # queued frames dropped, the slot freed
+        else:
+            self.vad.close()
         for reply in (self.speculation, self.speaking, *self.queued):
             if reply is not None:
                 await reply.cancel()

@@ -43,6 +43,7 @@ from mediasrv.providers.telnyx.callcontrol import CallControlClient
 from mediasrv.providers.telnyx.webhooks import CallInitiated, WebhookVerifier, decode_webhook
 from mediasrv.records import RecordWriter
 from mediasrv.timing import TurnTimeline
+from mediasrv.vad_shell import BatchedVad
 
 log = logging.getLogger("mediasrv.agent")
 GREETING_WARMUP_S = 10.0
@@ -138,6 +139,8 @@ class AgentService:
         self.planner = TurnPlanner(agent)
         self.kb = kb if kb is not None else self._build_kb(Path(base_dir) if base_dir else Path.cwd())
         self.greetings = GreetingCache()
+        self.vad = BatchedVad()
+        """Every call's VAD in one batch: one network step per loop iteration for all calls."""
         self.greeting_warmup_ms: float | None = None
         self.records: RecordWriter | None = RecordWriter(records_path) if records_path else None
         self.metrics: Metrics | None = None
@@ -246,6 +249,7 @@ class AgentService:
             greetings=self.greetings,
             control=self,
         )
+        runner.use_batched_vad(self.vad)
         runner.profile = self.profile_name
         runner.failures.on_error = self._provider_error
         runner.metrics = self.metrics

@@ -235,6 +235,12 @@ class TurnConfig:
             the last voice: two independent judges (its endpoint model, our text rules) both
             lean towards "finished", so the turn ends sooner than the UNSURE hold alone, but
             still later than LIKELY text (a reading of digit groups pauses 300-400 ms).
+        endpoint_voice_grace_ms: an ``<end>`` that arrives while the VAD hears the caller
+            speaking does not end the turn (the caller went on after the pause Soniox judged);
+            it stands if no new word arrives for this long while the "voice" goes on (a VAD
+            hearing a noisy room, not the caller).
+        wordless_voice_ms: finished, final words followed by this long of "voice" with no new
+            word (not even a non-final one) end the turn: the STT hears nobody speaking in it.
     """
 
     frame_ms: int = 20
@@ -251,6 +257,8 @@ class TurnConfig:
     endpoint_always_commits: bool = False
     endpoint_unsure_hold_ms: int = 500
     speculate_coverage_slack_ms: int = 100
+    endpoint_voice_grace_ms: int = 800
+    wordless_voice_ms: int = 1000
 
 
 class TurnDetector:
@@ -276,6 +284,7 @@ class TurnDetector:
         self._text_update_ms = -1  # when the text last changed
         self._fin_ms = -1
         self._endpoint_ms = -1  # when Soniox last sent <end>
+        self._deferred_end: tuple[int, str] | None = None  # an <end> heard mid-speech, its words
         self._paused_text = ""  # the text of the last UserPaused
         self._last_voice_ms = 0
         self._voiced_ms = 0
@@ -415,6 +424,19 @@ class TurnDetector:
             self._barge_in(t_ms)
         if self._state in _USER_OPEN:
             verdict = assess_completeness(self.turn_text).verdict
+            if (
+                self._state is TurnState.USER_SPEAKING
+                and t_ms - self._last_voice_ms <= self.config.frame_ms
+                and not self.config.endpoint_always_commits
+            ):
+                # The caller is talking right now: an <end> decided on audio before this breath
+                # is stale. The words count as current; the coming pause ends the turn after
+                # its hold, or, if no new word comes for endpoint_voice_grace_ms of "voice"
+                # (a VAD hearing the room, not the caller), the <end> stands.
+                self._fin_ms = t_ms
+                self._endpoint_ms = t_ms
+                self._deferred_end = (t_ms, self.turn_text)
+                return
             if verdict <= Completeness.UNSURE and not self.config.endpoint_always_commits:
                 # The words end on "is", "and", a filler, half a phone number or a bare first
                 # name: take <end> as "the text is current" and wait out the hold instead
@@ -479,6 +501,25 @@ class TurnDetector:
 
     def _on_voice(self, t_ms: int) -> None:
         state = self._state
+        deferred = self._deferred_end
+        if deferred is not None:
+            if state is not TurnState.USER_SPEAKING or self.turn_text != deferred[1]:
+                self._deferred_end = None  # new words (or a pause) took over from that <end>
+            elif t_ms - deferred[0] >= self.config.endpoint_voice_grace_ms:
+                self._deferred_end = None
+                self._commit(t_ms, "endpoint")
+                return
+        if (
+            state is TurnState.USER_SPEAKING
+            and t_ms - self._text_update_ms >= self.config.wordless_voice_ms
+            and self._final
+            and not self._nonfinal.strip()
+            and assess_completeness(self.turn_text).verdict >= Completeness.LIKELY
+        ):
+            # Finished words, all final, and "voice" that brings no new word for this long:
+            # the STT hears no speech in it, so it is the room (babble, a TV), not the caller.
+            self._commit(t_ms, "wordless_voice")
+            return
         if state is TurnState.LISTENING:
             self._open_turn(t_ms)
         elif state is TurnState.USER_PAUSING:

@@ -13,7 +13,7 @@ import msgspec
 
 from mediasrv.turns.completeness import Completeness
 
-EndReason = Literal["silence", "endpoint", "no_text", "agent"]
+EndReason = Literal["silence", "endpoint", "no_text", "agent", "wordless_voice"]
 
 
 class TurnEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -50,7 +50,8 @@ class EndOfTurn(TurnEvent, frozen=True, kw_only=True, tag="end_of_turn"):
     Attributes:
         text: the words of the turn (final + non-final at the decision).
         reason: ``silence`` (hold elapsed), ``endpoint`` (Soniox ``<end>``), ``no_text``
-            (long speech the STT never transcribed), ``agent`` (the agent took the floor).
+            (long speech the STT never transcribed), ``agent`` (the agent took the floor),
+            ``wordless_voice`` (finished words, then "voice" the STT found no word in).
         verdict: completeness of ``text`` at the decision.
         silence_ms: silence between the last speech and the decision.
     """

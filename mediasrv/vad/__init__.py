@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
-from mediasrv.vad.detector import FRAME_MS, SAMPLE_RATE_HZ, VadConfig, VadResult, VoiceActivityDetector
+from mediasrv.vad.detector import VadHub, VoiceActivityDetector
+from mediasrv.vad.energy import EnergyVad, EnergyVadConfig
+from mediasrv.vad.model import VadBatch, VadModel, default_model
+from mediasrv.vad.segmenter import FRAME_MS, SegmenterConfig, SpeechSegmenter, VadResult
 
-__all__ = ["FRAME_MS", "SAMPLE_RATE_HZ", "VadConfig", "VadResult", "VoiceActivityDetector"]
+SAMPLE_RATE_HZ = 8000
+
+__all__ = [
+    "FRAME_MS",
+    "SAMPLE_RATE_HZ",
+    "EnergyVad",
+    "EnergyVadConfig",
+    "SegmenterConfig",
+    "SpeechSegmenter",
+    "VadBatch",
+    "VadHub",
+    "VadModel",
+    "VadResult",
+    "VoiceActivityDetector",
+    "default_model",
+]

@@ -1,4 +1,8 @@
-"""VoiceActivityDetector: per-frame speech detection for 8 kHz telephone audio.
+"""EnergyVad: the first VAD (energy above an adaptive floor + voicing), kept as a baseline.
+
+mediasrv's VAD is :class:`mediasrv.vad.VoiceActivityDetector` (a trained network). This one
+is what wave 1 shipped: cheap and quick to open, but it loses speech in line noise. The
+benches print it beside the network; ``mediasrv vad --engine energy`` runs it.
 
 Theory of operation
 -------------------
@@ -48,6 +52,7 @@ from numpy.typing import NDArray
 
 from mediasrv.codec import ULAW_DECODE_TABLE
 from mediasrv.errors import CodecError
+from mediasrv.vad.segmenter import VadResult
 
 SAMPLE_RATE_HZ: Final = 8000
 FRAME_MS: Final = 20
@@ -61,8 +66,8 @@ _ULAW_TABLE_F32: Final[NDArray[np.float32]] = ULAW_DECODE_TABLE.astype(np.float3
 
 
 @dataclass(frozen=True, slots=True)
-class VadConfig:
-    """Tuning of :class:`VoiceActivityDetector` (defaults suit 8 kHz telephone speech).
+class EnergyVadConfig:
+    """Tuning of :class:`EnergyVad` (defaults suit 8 kHz telephone speech).
 
     Attributes:
         onset_snr_db: dB above the noise floor for a frame to be a speech-onset candidate.
@@ -99,28 +104,7 @@ class VadConfig:
     floor_step_frames: int = 10
 
 
-@dataclass(frozen=True, slots=True)
-class VadResult:
-    """What the detector concluded about one frame.
-
-    Attributes:
-        prob: smooth speech score in [0, 1].
-        speech: this frame's own decision, before hysteresis.
-        active: the decision after hysteresis (onset delay, hangover).
-        energy_db: frame level in dB re 1 LSB^2 per sample.
-        noise_db: the noise floor estimate used for this frame.
-        voicing: normalised autocorrelation peak in the pitch range (0..1).
-    """
-
-    prob: float
-    speech: bool
-    active: bool
-    energy_db: float
-    noise_db: float
-    voicing: float = 0.0
-
-
-class VoiceActivityDetector:
+class EnergyVad:
     """Energy + voicing VAD with an adaptive noise floor and hysteresis (see module docs).
 
     Feed frames in order with :meth:`process_ulaw` or :meth:`process_pcm`; each call returns
@@ -128,16 +112,19 @@ class VoiceActivityDetector:
     """
 
     def __init__(
-        self, sample_rate_hz: int = SAMPLE_RATE_HZ, frame_ms: int = FRAME_MS, config: VadConfig | None = None
+        self,
+        sample_rate_hz: int = SAMPLE_RATE_HZ,
+        frame_ms: int = FRAME_MS,
+        config: EnergyVadConfig | None = None,
     ) -> None:
         """Create a detector.
 
         Args:
             sample_rate_hz: sample rate of the frames (8000 for Telnyx PCMU).
             frame_ms: frame length in ms (20 for Telnyx).
-            config: thresholds and rates; defaults to :class:`VadConfig`.
+            config: thresholds and rates; defaults to :class:`EnergyVadConfig`.
         """
-        self.config = config or VadConfig()
+        self.config = config or EnergyVadConfig()
         self.sample_rate_hz = sample_rate_hz
         self.frame_ms = frame_ms
         self.frame_samples = sample_rate_hz * frame_ms // 1000

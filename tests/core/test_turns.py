@@ -175,6 +175,69 @@ def test_soniox_end_commits_at_once() -> None:
     assert (end.t_ms, end.reason) == (900, "endpoint")
 
 
+def test_soniox_end_while_the_caller_talks_waits_for_their_pause() -> None:
+    """'I'd like to dispute a charge' [breath] 'from last week': <end> lands on the second part."""
+    call = Call()
+    call.voice(1200)
+    call.say(" I'd like to dispute a charge", "", at_ms=1300, audio_end_ms=1200)
+    call.quiet(200)  # the breath Soniox took for an endpoint
+    call.voice(300)  # ... and the caller goes on
+    call.det.on_endpoint("end", call.t)
+    call.events += call.det.events_received()
+    assert not call.of(EndOfTurn)  # stale: the caller is talking now
+    call.say(" from last week.", "", at_ms=call.t + 600, audio_end_ms=call.t + 500)
+    call.voice(500)
+    resumed_end = call.t
+    call.quiet(1000)
+    (end,) = call.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn)
+    assert end.text.endswith("from last week.")
+    assert resumed_end < end.t_ms <= resumed_end + 450
+
+
+def test_soniox_end_stands_when_the_voice_brings_no_words() -> None:
+    """A room the VAD takes for voice must not hold a finished turn open for ever."""
+    call = Call()
+    call.voice(800)
+    call.say(" I need a refund.", "", at_ms=900, audio_end_ms=800)
+    call.voice(200)
+    t_end = call.t
+    call.det.on_endpoint("end", t_end)
+    call.events += call.det.events_received()
+    assert not call.of(EndOfTurn)
+    call.voice(2000)  # "voice" on and on, no new word
+    (end,) = call.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn)
+    assert end.reason == "endpoint"
+    assert end.t_ms == t_end + TurnConfig().endpoint_voice_grace_ms
+
+
+def test_voice_without_words_after_a_finished_answer_ends_the_turn() -> None:
+    """'okay' in a busy room: the VAD hears the room go on, the STT hears no word in it."""
+    call = Call()
+    call.voice(400)
+    call.say(" okay", "", at_ms=500, audio_end_ms=400)
+    call.voice(1600)
+    (end,) = call.of(EndOfTurn)
+    assert isinstance(end, EndOfTurn)
+    assert end.reason == "wordless_voice"
+    assert end.t_ms == 500 + TurnConfig().wordless_voice_ms
+
+
+def test_voice_with_words_coming_or_unfinished_words_keeps_the_turn() -> None:
+    unfinished = Call()
+    unfinished.voice(400)
+    unfinished.say(" my account number is", "", at_ms=500, audio_end_ms=400)
+    unfinished.voice(2000)
+    assert not unfinished.of(EndOfTurn)
+    talking = Call()
+    talking.voice(400)
+    talking.say(" okay", "", at_ms=500, audio_end_ms=400)
+    talking.say("", " and then", at_ms=1200, audio_end_ms=1100)
+    talking.voice(1500)
+    assert not talking.of(EndOfTurn)  # non-final words: the caller is still talking
+
+
 @pytest.mark.parametrize("always", [False, True])
 def test_soniox_end_after_an_unfinished_clause(always: bool) -> None:
     call = Call(TurnConfig(endpoint_always_commits=always))

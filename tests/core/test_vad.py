@@ -1,66 +1,37 @@
-"""VoiceActivityDetector: synthetic telephone signals, hysteresis, noise floor, corpus accuracy."""
+"""mediasrv's VAD (features + network + segmenter): signals, batching, boundaries, real speech."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import wave
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from mediasrv.codec import array_to_ulaw, ulaw_to_array
-from mediasrv.corpus import dev_corpus
-from mediasrv.errors import CodecError
-from mediasrv.vad import VadConfig, VadResult, VoiceActivityDetector
+from mediasrv.corpus import shared_root
+from mediasrv.errors import CodecError, ConfigError
+from mediasrv.tools.turns_tool import read_ulaw_8k
+from mediasrv.tools.vad_tool import segments_of, segments_of_many
+from mediasrv.vad import (
+    SegmenterConfig,
+    SpeechSegmenter,
+    VadBatch,
+    VadHub,
+    VadModel,
+    VadResult,
+    VoiceActivityDetector,
+    default_model,
+)
+from mediasrv.vad.features import N_FEATURES, FeatureBank
+from mediasrv.vad.model import DEFAULT_WEIGHTS
+from mediasrv.vad_shell import BatchedVad
+from tests.core.signals import FRAME, RATE, pink, scale_to_db, scene, speech_like, to_int16, white
 
-RATE = 8000
-FRAME = 160
-CORPUS = dev_corpus()
-
-
-def bandlimit(x: NDArray[np.float64], lo_hz: float = 300.0, hi_hz: float = 3400.0) -> NDArray[np.float64]:
-    spec = np.fft.rfft(x)
-    freqs = np.fft.rfftfreq(len(x), 1.0 / RATE)
-    spec[(freqs < lo_hz) | (freqs > hi_hz)] = 0.0
-    return np.fft.irfft(spec, len(x))
-
-
-def speech_like(seconds: float, rng: np.random.Generator, f0_hz: float = 140.0) -> NDArray[np.float64]:
-    """Voiced harmonics with a drifting pitch, formant-ish weights and a 4 Hz syllable envelope."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    f0 = f0_hz * (1.0 + 0.08 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / RATE
-    x = np.zeros_like(t)
-    for k in range(1, 25):
-        weight = np.exp(-((((k * f0_hz) - 700.0) / 600.0) ** 2)) + 0.4 * np.exp(
-            -((((k * f0_hz) - 1800.0) / 500.0) ** 2)
-        )
-        x += weight * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
-    envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0.15, None) ** 0.5
-    return bandlimit(x * envelope)
-
-
-def white(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
-    return bandlimit(rng.standard_normal(n))
-
-
-def pink(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
-    spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1.0 / RATE)
-    spec[1:] /= np.sqrt(freqs[1:])
-    spec[0] = 0.0
-    return bandlimit(np.fft.irfft(spec, n))
-
-
-def scale_to_db(x: NDArray[np.float64], level_db: float) -> NDArray[np.float64]:
-    """Scale to a mean-square level in dB re 1 LSB^2."""
-    gain = float(np.sqrt(10 ** (level_db / 10) / np.mean(x**2)))
-    return x * gain
-
-
-def to_int16(x: NDArray[np.float64]) -> NDArray[np.int16]:
-    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+REAL = shared_root() / "corpus" / "real"
 
 
 def run_ulaw(vad: VoiceActivityDetector, pcm: NDArray[np.int16]) -> list[VadResult]:
@@ -68,123 +39,58 @@ def run_ulaw(vad: VoiceActivityDetector, pcm: NDArray[np.int16]) -> list[VadResu
     return [vad.process_ulaw(ulaw[i : i + FRAME]) for i in range(0, len(ulaw) - FRAME + 1, FRAME)]
 
 
-def scene(
-    noise: NDArray[np.float64], speech: NDArray[np.float64], snr_db: float, start_s: float
-) -> NDArray[np.int16]:
-    """Noise at 50 dB with ``speech`` added at ``snr_db`` from ``start_s``."""
-    noise = scale_to_db(noise, 50.0)
-    speech = scale_to_db(speech, 50.0 + snr_db)
-    out = noise.copy()
-    i = int(start_s * RATE)
-    out[i : i + len(speech)] += speech
-    return to_int16(out)
+# ----------------------------------------------------------------------------- signals
 
 
-@pytest.mark.parametrize(
-    ("noise_kind", "snr_db"), [("white", 15.0), ("white", 10.0), ("pink", 20.0), ("pink", 10.0)]
-)
+@pytest.mark.parametrize(("noise_kind", "snr_db"), [("white", 10.0), ("pink", 10.0), ("pink", 5.0)])
 def test_speech_in_noise_is_found_and_noise_is_not(noise_kind: str, snr_db: float) -> None:
     rng = np.random.default_rng(7)
     make = white if noise_kind == "white" else pink
-    pcm = scene(make(4 * RATE, rng), speech_like(1.5, rng), snr_db, start_s=1.5)
-    results = run_ulaw(VoiceActivityDetector(), pcm)
-    active = np.array([r.active for r in results])
-    # 1.5 s of noise first, then 1.5 s of speech-like sound, then 1 s of noise
-    assert not active[:75].any()
-    assert active[80:145].mean() > 0.9
-    assert not active[165:].any()
+    pcm = scene(make(5 * RATE, rng), speech_like(1.5, rng), snr_db, start_s=2.0)
+    active = np.array([r.active for r in run_ulaw(VoiceActivityDetector(), pcm)])
+    # 2 s of noise, 1.5 s of speech-like sound from frame 100 to 175, then 1.5 s of noise
+    assert active[105:170].mean() > 0.9
+    assert active[:50].mean() < 0.05  # after a short warm-up the line noise is not speech
+    assert not active[200:].any()
+
+
+def test_digital_silence_is_never_speech() -> None:
+    results = run_ulaw(VoiceActivityDetector(), np.zeros(3 * RATE, dtype=np.int16))
+    assert not any(r.speech or r.active for r in results)
+    assert max(r.prob for r in results) < 0.2
 
 
 @pytest.mark.parametrize("noise_kind", ["white", "pink"])
-def test_stationary_noise_alone_never_activates(noise_kind: str) -> None:
+def test_stationary_noise_alone_is_not_speech(noise_kind: str) -> None:
     rng = np.random.default_rng(3)
-    noise = (white if noise_kind == "white" else pink)(5 * RATE, rng)
+    noise = (white if noise_kind == "white" else pink)(6 * RATE, rng)
     results = run_ulaw(VoiceActivityDetector(), to_int16(scale_to_db(noise, 55.0)))
-    assert not any(r.active for r in results)
-    assert max(r.prob for r in results) < 0.5
+    assert np.mean([r.active for r in results[25:]]) < 0.05
 
 
-def test_digital_silence_is_not_speech() -> None:
-    results = run_ulaw(VoiceActivityDetector(), np.zeros(2 * RATE, dtype=np.int16))
-    assert not any(r.speech or r.active for r in results)
-    assert all(r.prob == 0.0 for r in results)
+def test_onset_is_decided_fast_and_backdated() -> None:
+    """The turn detector must know within ~100 ms; the estimate lands near the true start."""
+    rng = np.random.default_rng(5)
+    pcm = scene(pink(4 * RATE, rng), speech_like(1.0, rng), 20.0, start_s=1.5)
+    results = run_ulaw(VoiceActivityDetector(), pcm)
+    onsets = [(i, r.onset_ms) for i, r in enumerate(results) if r.onset_ms is not None]
+    assert onsets, "speech never started"
+    frame, onset_ms = onsets[0]
+    decided_ms = (frame + 1) * 20
+    assert 1500 <= decided_ms <= 1600
+    assert onset_ms is not None and abs(onset_ms - 1500) <= 60
 
 
-def test_click_and_cough_bursts_are_rejected() -> None:
-    rng = np.random.default_rng(11)
-    base = scale_to_db(white(4 * RATE, rng), 40.0)
-    base[RATE] += 30000.0  # a click
-    cough = bandlimit(rng.standard_normal(int(0.25 * RATE))) * np.hanning(int(0.25 * RATE))
-    i = int(2.5 * RATE)
-    base[i : i + len(cough)] += scale_to_db(cough, 65.0)  # a 250 ms unvoiced burst, +25 dB
-    results = run_ulaw(VoiceActivityDetector(), to_int16(base))
-    assert not any(r.active for r in results)
-
-
-def test_hysteresis_onset_delay_and_hangover() -> None:
-    cfg = VadConfig()
-    speech = to_int16(scale_to_db(_steady_vowel(1.0), 65.0))
-    pcm = np.concatenate([np.zeros(RATE // 2, dtype=np.int16), speech, np.zeros(RATE, dtype=np.int16)])
-    results = run_ulaw(VoiceActivityDetector(config=cfg), pcm)
-    active = [r.active for r in results]
-    first = active.index(True)
-    assert first == 25 + cfg.onset_frames - 1  # speech starts at frame 25
-    last = len(active) - 1 - active[::-1].index(True)
-    speech_end_frame = 25 + 50 - 1
-    assert speech_end_frame <= last <= speech_end_frame + cfg.hangover_frames
-    # the raw per-frame decision drops at once
-    assert not results[speech_end_frame + 1].speech
-
-
-def _steady_vowel(seconds: float) -> NDArray[np.float64]:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return bandlimit(
-        sum(
-            np.exp(-((((k * 150.0) - 800.0) / 700.0) ** 2)) * np.sin(2 * np.pi * 150.0 * k * t)
-            for k in range(1, 22)
-        )
-    )
-
-
-def test_noise_floor_follows_level_changes() -> None:
-    rng = np.random.default_rng(9)
-    quiet = scale_to_db(pink(3 * RATE, rng), 40.0)
-    loud = scale_to_db(pink(4 * RATE, rng), 55.0)
-    quiet_again = scale_to_db(pink(2 * RATE, rng), 40.0)
-    vad = VoiceActivityDetector()
-    r1 = run_ulaw(vad, to_int16(quiet))
-    r2 = run_ulaw(vad, to_int16(loud))
-    r3 = run_ulaw(vad, to_int16(quiet_again))
-    floor_quiet = r1[-1].noise_db
-    assert abs(r2[-1].noise_db - (floor_quiet + 15.0)) < 3.0  # caught up within 4 s
-    assert not any(r.active for r in r2[75:])
-    assert abs(r3[25].noise_db - floor_quiet) < 2.0  # falls within 0.5 s
-
-
-@pytest.mark.parametrize("noise", ["white", "pink"])
-def test_noise_step_after_digital_silence_does_not_stretch_speech(noise: str) -> None:
-    """Digital silence, then a noisy line: the floor is the noise before the caller speaks.
-
-    A live line that carried digital silence (a muted leg, a carrier's DTX) and then a noisy
-    room must not leave the floor at the silence level: the noise would then count as speech
-    after the caller stops, holding the turn open for up to a second.
-    """
-    rng = np.random.default_rng(4)
-    make = white if noise == "white" else pink
-    silence = np.zeros(2 * RATE)
-    lead, tail = int(0.4 * RATE), int(1.5 * RATE)
-    speech = speech_like(1.2, rng)
-    bed = make(lead + len(speech) + tail, rng)
-    line = scene(bed, np.concatenate([np.zeros(lead), speech]), 15.0, 0.0)
-    results = run_ulaw(VoiceActivityDetector(), np.concatenate([to_int16(silence), line]))
-    start = len(silence) // FRAME
-    floor_before_speech = results[start + lead // FRAME - 1].noise_db
-    level = 10 * np.log10(np.mean(line[:lead].astype(np.float64) ** 2) + 1.0)
-    assert abs(floor_before_speech - level) < 3.0  # the floor is the noise within 0.4 s
-    speech_end = start + (lead + len(speech)) // FRAME
-    active = [i for i, r in enumerate(results) if r.active and r.speech]
-    assert active and active[0] >= start  # the step itself is never speech
-    assert speech_end - 10 <= active[-1] <= speech_end + 8  # ends with the speech (+ hangover)
+def test_offset_is_reported_at_the_end_of_speech() -> None:
+    rng = np.random.default_rng(6)
+    pcm = scene(white(4 * RATE, rng), speech_like(1.0, rng), 15.0, start_s=1.0)
+    results = run_ulaw(VoiceActivityDetector(), pcm)
+    offsets = [(i, r.offset_ms) for i, r in enumerate(results) if r.offset_ms is not None]
+    assert len(offsets) == 1
+    frame, offset_ms = offsets[0]
+    # where it ends in real speech is checked on real recordings (below); here, the bookkeeping
+    assert offset_ms is not None and 1000 < offset_ms <= 2100
+    assert (frame + 1) * 20 - offset_ms == SegmenterConfig().hangover_frames * 20
 
 
 def test_process_pcm_matches_process_ulaw() -> None:
@@ -193,43 +99,270 @@ def test_process_pcm_matches_process_ulaw() -> None:
     ulaw = array_to_ulaw(pcm)
     a, b = VoiceActivityDetector(), VoiceActivityDetector()
     for i in range(0, len(ulaw), FRAME):
-        ra = a.process_ulaw(ulaw[i : i + FRAME])
-        rb = b.process_pcm(ulaw_to_array(ulaw[i : i + FRAME]))
-        assert ra == rb
+        assert a.process_ulaw(ulaw[i : i + FRAME]) == b.process_pcm(ulaw_to_array(ulaw[i : i + FRAME]))
 
 
 def test_reset_forgets_the_call() -> None:
-    pcm = to_int16(scale_to_db(_steady_vowel(1.0), 65.0))
+    rng = np.random.default_rng(2)
+    pcm = scene(pink(2 * RATE, rng), speech_like(0.8, rng), 10.0, start_s=0.5)
     vad = VoiceActivityDetector()
     first = run_ulaw(vad, pcm)
     vad.reset()
     assert run_ulaw(vad, pcm) == first
 
 
-def test_wrong_frame_size_raises_codec_error() -> None:
-    vad = VoiceActivityDetector()
+def test_wrong_frame_size_raises_and_changes_nothing() -> None:
+    rng = np.random.default_rng(8)
+    pcm = scene(pink(2 * RATE, rng), speech_like(0.8, rng), 10.0, start_s=0.5)
+    clean, poked = VoiceActivityDetector(), VoiceActivityDetector()
+    ulaw = array_to_ulaw(pcm)
+    for i in range(0, len(ulaw), FRAME):
+        with pytest.raises(CodecError):
+            poked.process_ulaw(ulaw[i : i + FRAME - 1])
+        with pytest.raises(CodecError):
+            poked.process_pcm(np.zeros(FRAME * 2, dtype=np.int16))
+        assert poked.process_ulaw(ulaw[i : i + FRAME]) == clean.process_ulaw(ulaw[i : i + FRAME])
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def _streams(count: int, seconds: float = 3.0) -> list[bytes]:
+    out = []
+    for k in range(count):
+        rng = np.random.default_rng(100 + k)
+        make = white if k % 2 else pink
+        pcm = scene(make(int(seconds * RATE), rng), speech_like(1.0, rng), 5.0 + 3 * k, start_s=0.3 + 0.1 * k)
+        out.append(array_to_ulaw(pcm))
+    return out
+
+
+def test_batch_gives_each_stream_its_own_verdicts() -> None:
+    """Streams run together in one batch get the probabilities they get alone."""
+    streams = _streams(6)
+    alone = []
+    for ulaw in streams:
+        vad = VoiceActivityDetector()
+        alone.append([vad.process_ulaw(ulaw[i : i + FRAME]).prob for i in range(0, len(ulaw), FRAME)])
+    hub = VadHub(VadBatch(capacity=2))  # grows while detectors are added
+    dets = [hub.detector() for _ in streams]
+    together: list[list[float]] = [[] for _ in streams]
+    for i in range(0, len(streams[0]), FRAME):
+        for k, (det, ulaw) in enumerate(zip(dets, streams, strict=True)):
+            hub.submit(det, ulaw[i : i + FRAME], lambda r, k=k: together[k].append(r.prob))
+        assert hub.run() == len(streams)
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_hub_runs_queued_frames_of_one_stream_in_order() -> None:
+    (ulaw,) = _streams(1)
+    hub = VadHub()
+    det = hub.detector()
+    got: list[float] = []
+    for i in range(0, 10 * FRAME, FRAME):
+        hub.submit(det, ulaw[i : i + FRAME], lambda r: got.append(r.prob))
+    assert hub.run() == 10
+    ref = VoiceActivityDetector()
+    want = [ref.process_ulaw(ulaw[i : i + FRAME]).prob for i in range(0, 10 * FRAME, FRAME)]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_a_failing_callback_does_not_starve_the_others() -> None:
+    streams = _streams(3, seconds=2.0)
+    hub = VadHub()
+    dets = [hub.detector() for _ in streams]
+    got: list[int] = []
+
+    def boom(_: VadResult) -> None:
+        raise RuntimeError("call 0 broke")
+
+    hub.submit(dets[0], streams[0][:FRAME], boom)
+    hub.submit(dets[1], streams[1][:FRAME], lambda r: got.append(1))
+    hub.submit(dets[2], streams[2][:FRAME], lambda r: got.append(2))
+    with pytest.raises(RuntimeError, match="call 0 broke"):
+        hub.run()
+    assert got == [1, 2]
+    assert hub.pending == 0
+
+
+def test_hub_rejects_a_short_frame_before_queueing() -> None:
+    hub = VadHub()
     with pytest.raises(CodecError):
-        vad.process_ulaw(b"\xff" * 159)
-    with pytest.raises(CodecError):
-        vad.process_pcm(np.zeros(320, dtype=np.int16))
+        hub.submit(hub.detector(), b"\xff" * 80, lambda r: None)
+    assert hub.pending == 0
 
 
-# Accuracy floors measured on the dev corpus with the default config (0.90-0.94 per noise
-# condition at the time of writing), kept 5 points lower so tuning noise does not flap them.
-CORPUS_FLOORS = {"none": 0.87, "pink10": 0.85, "pink20": 0.88, "white15": 0.88}
+def test_closed_slots_are_reused_with_fresh_state() -> None:
+    batch = VadBatch(capacity=1)
+    (ulaw,) = _streams(1)
+    first = VoiceActivityDetector(batch=batch)
+    for i in range(0, len(ulaw), FRAME):
+        first.process_ulaw(ulaw[i : i + FRAME])
+    first.close()
+    second = VoiceActivityDetector(batch=batch)
+    assert second.slot == first.slot
+    fresh = VoiceActivityDetector()
+    for i in range(0, 20 * FRAME, FRAME):
+        assert second.process_ulaw(ulaw[i : i + FRAME]) == fresh.process_ulaw(ulaw[i : i + FRAME])
 
 
-@pytest.mark.skipif(not (CORPUS / "labels.json").exists(), reason="dev corpus not available")
-def test_frame_accuracy_on_corpus_files() -> None:
-    labels = json.loads((CORPUS / "labels.json").read_text())["utterances"]
-    hits: dict[str, list[bool]] = {}
-    for label in labels[:24]:
-        with wave.open(str(CORPUS / label["file"])) as wav:
-            pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-        cond = f"{label['noise']['type']}{label['noise']['snr_db'] or ''}"
-        for i, r in enumerate(run_ulaw(VoiceActivityDetector(), pcm)):
-            centre = i * 20 + 10
-            truth = any(s["start_ms"] <= centre < s["end_ms"] for s in label["segments"])
-            hits.setdefault(cond, []).append(r.active == truth)
-    for cond, floor in CORPUS_FLOORS.items():
-        assert np.mean(hits[cond]) >= floor, cond
+def test_release_drops_queued_frames_and_frees_the_slot_once() -> None:
+    streams = _streams(2, seconds=2.0)
+    hub = VadHub(VadBatch(capacity=2))
+    ending, staying = hub.detector(), hub.detector()
+    got: list[str] = []
+    for i in range(0, 3 * FRAME, FRAME):
+        hub.submit(ending, streams[0][i : i + FRAME], lambda r: got.append("ended call"))
+        hub.submit(staying, streams[1][i : i + FRAME], lambda r: got.append("live call"))
+    assert hub.release(ending) == 3
+    ending.close()  # a second close must not free the slot again
+    newcomer = hub.detector()
+    assert newcomer.slot == ending.slot
+    assert hub.detector().slot != newcomer.slot  # freed once: the next call gets a new slot
+    assert hub.run() == 3
+    assert got == ["live call"] * 3
+
+
+async def test_batched_vad_runs_every_call_in_one_step_per_loop_iteration() -> None:
+    streams = _streams(4, seconds=2.0)
+    shared = BatchedVad()
+    dets = [shared.detector() for _ in streams]
+    got: list[list[float]] = [[] for _ in streams]
+    frames = len(streams[0]) // FRAME
+    for i in range(frames):
+        for k, det in enumerate(dets):
+            shared.submit(det, streams[k][i * FRAME : (i + 1) * FRAME], lambda r, k=k: got[k].append(r.prob))
+        assert all(len(g) == i for g in got)  # verdicts come in the next iteration, not now
+        await asyncio.sleep(0)
+        assert all(len(g) == i + 1 for g in got)
+    assert shared.flushes == frames
+    assert shared.hub.frames == frames * len(streams)
+    for k, ulaw in enumerate(streams):
+        ref = VoiceActivityDetector()
+        want = [ref.process_ulaw(ulaw[i * FRAME : (i + 1) * FRAME]).prob for i in range(frames)]
+        np.testing.assert_allclose(got[k], want, atol=1e-4)
+
+
+def test_feature_bank_rows_are_independent() -> None:
+    bank = FeatureBank(3)
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((3, FRAME)).astype(np.float32) * 1000
+    all_rows = bank.compute(np.arange(3), frames)
+    solo = FeatureBank(3)
+    one = solo.compute(np.array([1]), frames[1:2])
+    assert all_rows.shape == (3, N_FEATURES)
+    np.testing.assert_allclose(all_rows[1], one[0], rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- segmenter
+
+
+def _push(seg: SpeechSegmenter, probs: Sequence[float]) -> list[VadResult]:
+    return [seg.push(p) for p in probs]
+
+
+def test_segmenter_needs_a_run_to_start_and_a_gap_to_end() -> None:
+    cfg = SegmenterConfig(
+        on_threshold=0.5, off_threshold=0.3, rise_threshold=0.2, onset_frames=2, hangover_frames=3
+    )
+    seg = SpeechSegmenter(cfg)
+    res = _push(seg, [0.1, 0.9, 0.1, 0.1, 0.3, 0.6, 0.8, 0.4, 0.2, 0.2, 0.2, 0.1])
+    assert [r.active for r in res] == [False] * 6 + [True] * 4 + [False] * 2
+    # a lone strong frame (a click) did not start speech
+    assert res[1].speech and not res[1].active
+    # the rise started at frame 4 (0.3 >= rise threshold): the onset is backdated to it
+    assert res[6].onset_ms == 80
+    # inside speech 0.4 is still speech (off threshold 0.3); the gap starts at frame 8
+    assert res[7].speech
+    assert res[10].offset_ms == 160  # end of frame 7, the last speech frame
+    assert seg.flush() is None
+
+
+def test_segmenter_backdating_is_bounded() -> None:
+    cfg = SegmenterConfig(max_backdate_ms=100)
+    seg = SpeechSegmenter(cfg)
+    res = _push(seg, [0.3] * 20 + [0.9, 0.9])  # a long weak rise, then speech
+    onset = res[-1].onset_ms
+    assert onset == 22 * 20 - 100
+
+
+def test_segmenter_flush_ends_open_speech() -> None:
+    seg = SpeechSegmenter()
+    _push(seg, [0.9] * 5)
+    assert seg.flush() == 100
+    assert not seg.active
+
+
+# ----------------------------------------------------------------------------- model file
+
+
+def test_weights_missing_an_array_are_refused(tmp_path: Path) -> None:
+    weights = dict(np.load(DEFAULT_WEIGHTS))
+    del weights["gru_w_hh"]
+    path = tmp_path / "broken.npz"
+    np.savez(path, **weights)
+    with pytest.raises(ConfigError, match="gru_w_hh"):
+        VadModel.load(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        VadModel.load(tmp_path / "missing.npz")
+
+
+def test_shipped_model_says_where_it_came_from() -> None:
+    assert "bench/vad_lab/train.py" in default_model().provenance
+
+
+# ----------------------------------------------------------------------------- real speech
+
+
+@pytest.mark.skipif(not (REAL / "labels.json").exists(), reason="real-speech corpus not available")
+def test_real_speech_in_noise_is_found_without_dropouts() -> None:
+    """One real talker per line condition: frames right, no gap inside continuous speech."""
+    labels = json.loads((REAL / "labels.json").read_text())["files"]
+    picked = {}
+    for lab in labels:
+        snr = lab["noise"]["snr_db"]
+        cond = f"{lab['noise']['type']}{'' if snr is None else snr}"
+        if lab["source"] == "codec2:forig" and cond in ("none", "pink5", "white5", "car0", "loss3"):
+            picked[cond] = lab
+    assert len(picked) == 5
+    audio = [read_ulaw_8k(REAL / lab["file"]) for lab in picked.values()]
+    onsets: list[int] = []
+    ends_est: list[int] = []
+    ends_decided: list[int] = []
+    for lab, segs in zip(picked.values(), segments_of_many(audio), strict=True):
+        n = lab["duration_ms"] // 10
+        truth = np.zeros(n, bool)
+        found = np.zeros(n, bool)
+        for a, b in lab["speech_segments_ms"]:
+            truth[a // 10 : b // 10] = True
+        for s in segs:
+            found[s.start_ms // 10 : s.end_ms // 10] = True
+        assert (truth == found).mean() >= 0.88, lab["file"]
+        for prev, nxt in zip(segs, segs[1:], strict=False):
+            gap_inside_speech = any(
+                a < prev.end_ms and nxt.start_ms < b for a, b in lab["speech_segments_ms"]
+            )
+            assert not (gap_inside_speech and nxt.start_ms - prev.end_ms >= 200), lab["file"]
+        true_segs = lab["speech_segments_ms"]
+        for i, (a, b) in enumerate(true_segs):
+            isolated_start = i == 0 or a - true_segs[i - 1][1] >= 500
+            isolated_end = i + 1 == len(true_segs) or true_segs[i + 1][0] - b >= 500
+            if isolated_start:
+                starts = [s.start_decided_ms for s in segs if a - 200 <= s.start_decided_ms <= b]
+                onsets.append(min(starts) - a)
+            if isolated_end:
+                ends = [s for s in segs if b - 300 <= s.end_decided_ms <= b + 1000]
+                ends_est.append(ends[0].end_ms - b)
+                ends_decided.append(ends[0].end_decided_ms - b)
+    # boundaries: decided soon after the truth, estimated near it (the issue's targets)
+    assert np.median(onsets) <= 100
+    assert np.median(ends_decided) <= 250
+    assert abs(np.median(ends_est)) <= 120
+
+
+@pytest.mark.skipif(not (REAL / "labels.json").exists(), reason="real-speech corpus not available")
+def test_batched_segments_equal_the_single_stream_tool() -> None:
+    labels = json.loads((REAL / "labels.json").read_text())["files"][:3]
+    audio = [read_ulaw_8k(REAL / lab["file"]) for lab in labels]
+    assert segments_of_many(audio) == [segments_of(a) for a in audio]
