@@ -214,7 +214,8 @@ class TurnConfig:
         hold_ms: silence needed to end the turn, per completeness verdict.
         stale_text_wait_ms: minimum hold while the text does not cover the last speech.
         coverage_slack_ms: the newest word may end this much before the last voice frame
-            and still count as covering it (VAD and STT disagree on word edges).
+            and still count as covering it (VAD and STT disagree on word edges; the VAD's
+            network holds speech ~50-100 ms past the last word, more in noise).
         speculate_min_ms: earliest ``UserPaused`` after the last voice.
         speculate_lead_ms: ``UserPaused`` comes this long before the hold ends.
         no_text_wait_ms: silence after which a wordless turn is judged.
@@ -227,10 +228,8 @@ class TurnConfig:
             the text as current. Soniox documents ``<end>`` as semantic, but a silence-based
             endpoint (or a slow talker) must not cut a caller off mid-clause.
         speculate_coverage_slack_ms: ``coverage_slack_ms`` for :attr:`TurnDetector.text_is_current`
-            (may a speculative reply start on these words?). Wider: in line noise the VAD's
-            last voice frame trails the last word by up to ~80 ms (dev corpus: p95 +17, max +81
-            ms), and a reply held back for that would wait for the end of turn. The holds keep
-            the narrow slack.
+            (may a speculative reply start on these words?). The same as the holds' slack since
+            the neural VAD (which trails the last word by 50-100 ms) replaced the energy VAD.
         endpoint_unsure_hold_ms: the hold of UNSURE text once Soniox has sent ``<end>`` after
             the last voice: two independent judges (its endpoint model, our text rules) both
             lean towards "finished", so the turn ends sooner than the UNSURE hold alone, but
@@ -246,7 +245,7 @@ class TurnConfig:
     frame_ms: int = 20
     hold_ms: Mapping[Completeness, int] = field(default_factory=_default_holds)
     stale_text_wait_ms: int = 700
-    coverage_slack_ms: int = 50
+    coverage_slack_ms: int = 150
     speculate_min_ms: int = 120
     speculate_lead_ms: int = 400
     no_text_wait_ms: int = 800
@@ -256,7 +255,7 @@ class TurnConfig:
     backchannel_silence_ms: int = 300
     endpoint_always_commits: bool = False
     endpoint_unsure_hold_ms: int = 500
-    speculate_coverage_slack_ms: int = 100
+    speculate_coverage_slack_ms: int = 150
     endpoint_voice_grace_ms: int = 800
     wordless_voice_ms: int = 1000
 

@@ -66,8 +66,9 @@ FLOOR_BLOCK_FRAMES: Final = 16
 FLOOR_BLOCKS: Final = 4
 BACKGROUND_RATE: Final = 0.01
 PEAK_DECAY_DB: Final = 0.05
+SLOW_PEAK_DECAY_DB: Final = 0.015
 DEAD_LINE_DB: Final = 10.0
-N_FEATURES: Final = 2 * N_BANDS + 6
+N_FEATURES: Final = 2 * N_BANDS + 7
 _EPS: Final = 1e-3
 
 ULAW_TABLE_F32: Final[NDArray[np.float32]] = ULAW_DECODE_TABLE.astype(np.float32)
@@ -132,6 +133,7 @@ class FeatureBank:
         self._count = np.zeros(capacity, dtype=np.int64)
         self._background = np.zeros(capacity, dtype=np.float32)
         self._peak = np.zeros(capacity, dtype=np.float32)
+        self._slow_peak = np.zeros(capacity, dtype=np.float32)
         self._last_level = np.zeros(capacity, dtype=np.float32)
         self._heard = np.zeros(capacity, dtype=bool)
         self.level_db = np.zeros(capacity, dtype=np.float32)
@@ -152,6 +154,7 @@ class FeatureBank:
             "_count",
             "_background",
             "_peak",
+            "_slow_peak",
             "_last_level",
             "_heard",
         ):
@@ -167,6 +170,7 @@ class FeatureBank:
         self._count[rows] = 0
         self._background[rows] = 0.0
         self._peak[rows] = 0.0
+        self._slow_peak[rows] = 0.0
         self._last_level[rows] = 0.0
         self._heard[rows] = False
 
@@ -224,6 +228,8 @@ class FeatureBank:
         self._background[rows] = background
         peak = np.where(first, level, np.maximum(level, self._peak[rows] - PEAK_DECAY_DB))
         self._peak[rows] = peak
+        slow_peak = np.where(first, level, np.maximum(level, self._slow_peak[rows] - SLOW_PEAK_DECAY_DB))
+        self._slow_peak[rows] = slow_peak
         feats = np.empty((k, N_FEATURES), dtype=np.float32)
         snr = band_db - floor
         feats[:, :N_BANDS] = np.clip(snr, -10.0, 60.0) * 0.1
@@ -238,6 +244,7 @@ class FeatureBank:
         feats[:, 2 * N_BANDS + 4] = np.clip(level - peak, -40.0, 0.0) * 0.1
         mean_floor = floor.mean(axis=1)
         feats[:, 2 * N_BANDS + 5] = np.clip(peak - mean_floor, 0.0, 60.0) * 0.1
+        feats[:, 2 * N_BANDS + 6] = np.clip(level - slow_peak, -40.0, 0.0) * 0.1
         self._last_level[rows] = np.where(live, level, self._last_level[rows])
         self.level_db[rows] = level
         self.floor_db[rows] = mean_floor

@@ -42,11 +42,11 @@ class SegmenterConfig:
         max_backdate_ms: an onset estimate is never earlier than this before its decision.
     """
 
-    on_threshold: float = 0.5
+    on_threshold: float = 0.6
     off_threshold: float = 0.35
     rise_threshold: float = 0.25
     onset_frames: int = 2
-    hangover_frames: int = 8
+    hangover_frames: int = 7
     max_backdate_ms: int = 200
 
 
