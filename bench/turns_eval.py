@@ -34,13 +34,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bench.baselines import SileroStream, silero_available
-from mediasrv.codec import array_to_ulaw
-from mediasrv.corpus import dev_corpus
-from mediasrv.profiles import PROFILES, Profile
-from mediasrv.tools.turns_tool import ScriptedStt
-from mediasrv.turns import EndOfTurn, TurnConfig, TurnDetector, UserPaused, UserResumed
-from mediasrv.vad import EnergyVad, SegmenterConfig, VadResult, VoiceActivityDetector
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from bench.baselines import SileroStream, silero_available  # noqa: E402
+from mediasrv.codec import array_to_ulaw  # noqa: E402
+from mediasrv.corpus import dev_corpus  # noqa: E402
+from mediasrv.profiles import PROFILES, Profile  # noqa: E402
+from mediasrv.tools.turns_tool import ScriptedStt  # noqa: E402
+from mediasrv.turns import EndOfTurn, TurnConfig, TurnDetector, UserPaused, UserResumed  # noqa: E402
+from mediasrv.vad import EnergyVad, SegmenterConfig, VadResult, VoiceActivityDetector  # noqa: E402
 
 DEFAULT_CORPUS = dev_corpus()
 FRAME_MS = 20
