@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.baselines import SileroPipecat, silero_available  # noqa: E402
-from bench.vad_lab.evaluate import load_scorer  # noqa: E402
+from bench.vad_lab.evaluate import score  # noqa: E402
 from mediasrv.corpus import shared_root  # noqa: E402
 from mediasrv.tools.turns_tool import read_ulaw_8k  # noqa: E402
 from mediasrv.tools.vad_tool import segments_of, segments_of_many  # noqa: E402
@@ -61,41 +61,21 @@ ANCHORS: dict[str, tuple[float, float]] = {
 }
 
 
-def _score(corpus: Path, segments: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, float]]:
-    import contextlib
-    import io
-    import tempfile
-
-    scorer = load_scorer()
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(segments, fh)
-        seg_path = fh.name
-    argv, sys.argv = sys.argv, ["vad_score.py", str(corpus / "labels.json"), seg_path]
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            scorer.main()
-    finally:
-        sys.argv = argv
-        Path(seg_path).unlink(missing_ok=True)
-    return json.loads(buf.getvalue().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def run_engines(corpus: Path, use_silero: bool) -> dict[str, dict[str, dict[str, float]]]:
     labels = json.loads((corpus / "labels.json").read_text())["files"]
     names = [f["file"] for f in labels]
     audio = [read_ulaw_8k(corpus / n) for n in names]
     results: dict[str, dict[str, dict[str, float]]] = {}
     ours = segments_of_many(audio)
-    results["mediasrv"] = _score(
-        corpus, {n: [asdict(s) for s in ss] for n, ss in zip(names, ours, strict=True)}
+    results["mediasrv"] = score(
+        corpus, {n: [asdict(s) for s in ss] for n, ss in zip(names, ours, strict=True)}, echo=False
     )
     prev = {n: [asdict(s) for s in segments_of(a, "energy")] for n, a in zip(names, audio, strict=True)}
-    results["previous"] = _score(corpus, prev)
+    results["previous"] = score(corpus, prev, echo=False)
     if use_silero:
         silero = SileroPipecat()
         peer = {n: [asdict(s) for s in silero.segments(a)] for n, a in zip(names, audio, strict=True)}
-        results["silero"] = _score(corpus, peer)
+        results["silero"] = score(corpus, peer, echo=False)
     return results
 
 

@@ -8,9 +8,13 @@ of the set as one batch and prints the scorer's per-condition rows. The product'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import sys
+import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +33,27 @@ def load_scorer() -> Any:
     return mod
 
 
-def score(corpus: Path, segments: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, float]]:
-    """Run the shared scorer on ``segments`` (file -> segment dicts) and return its JSON rows."""
-    scorer = load_scorer()
-    tmp = Path("var/vad_lab/_segments.json")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(segments))
-    argv = sys.argv
-    sys.argv = ["vad_score.py", str(corpus / "labels.json"), str(tmp)]
-    lines: list[str] = []
-    import contextlib
-    import io
+def score(
+    corpus: Path, segments: dict[str, list[dict[str, int]]], *, echo: bool = True
+) -> dict[str, dict[str, float]]:
+    """Run the shared scorer on ``segments`` (file -> segment dicts) and return its JSON rows.
 
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            scorer.main()
-    finally:
-        sys.argv = argv
+    ``echo`` prints the scorer's own table too.
+    """
+    scorer = load_scorer()
+    with tempfile.TemporaryDirectory() as tmp:
+        seg_path = Path(tmp) / "segments.json"
+        seg_path.write_text(json.dumps(segments))
+        argv, sys.argv = sys.argv, ["vad_score.py", str(corpus / "labels.json"), str(seg_path)]
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                scorer.main()
+        finally:
+            sys.argv = argv
     lines = buf.getvalue().splitlines()
-    for line in lines[:-1]:
-        print(line)
+    if echo:
+        print("\n".join(lines[:-1]))
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
@@ -67,35 +71,11 @@ def main() -> None:
     files = labels["files"] if "files" in labels else labels["utterances"]
     names = [f["file"] for f in files]
     audio = [read_ulaw_8k(corpus / n) for n in names]
-    cfg = SegmenterConfig()
-    kw = {}
-    if args.on is not None:
-        kw["on_threshold"] = args.on
-    if args.off is not None:
-        kw["off_threshold"] = args.off
-    if args.hang is not None:
-        kw["hangover_frames"] = args.hang
-    if args.onset is not None:
-        kw["onset_frames"] = args.onset
-    if kw:
-        from dataclasses import replace
-
-        cfg = replace(cfg, **kw)
+    given = {"on_threshold": args.on, "off_threshold": args.off, "hangover_frames": args.hang}
+    given["onset_frames"] = args.onset
+    cfg = replace(SegmenterConfig(), **{k: v for k, v in given.items() if v is not None})
     segs = segments_of_many(audio, VadModel.load(args.weights), cfg)
-    out = {
-        n: [s.__dict__ if hasattr(s, "__dict__") else _asdict(s) for s in ss]
-        for n, ss in zip(names, segs, strict=True)
-    }
-    score(corpus, out)
-
-
-def _asdict(seg: Any) -> dict[str, int]:
-    return {
-        "start_ms": seg.start_ms,
-        "end_ms": seg.end_ms,
-        "start_decided_ms": seg.start_decided_ms,
-        "end_decided_ms": seg.end_decided_ms,
-    }
+    score(corpus, {n: [asdict(s) for s in ss] for n, ss in zip(names, segs, strict=True)})
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 
 from mediasrv.errors import ConfigError
 from mediasrv.tools.turns_tool import read_ulaw_8k
-from mediasrv.vad import EnergyVad, SegmenterConfig, VadBatch, VadModel, VoiceActivityDetector
+from mediasrv.vad import EnergyVad, SegmenterConfig, VadBatch, VadModel, VadResult, VoiceActivityDetector
 
 FRAME_MS: Final = 20
 FRAME_BYTES: Final = 160
@@ -49,25 +49,36 @@ class Segment:
     end_decided_ms: int
 
 
+class _Collector:
+    """Segments from one stream's verdicts: opened on ``onset_ms``, closed on ``offset_ms``."""
+
+    def __init__(self) -> None:
+        self.segments: list[Segment] = []
+        self._start = self._decided = 0
+
+    def push(self, result: VadResult, t_ms: int) -> None:
+        if result.onset_ms is not None:
+            self._start, self._decided = result.onset_ms, t_ms
+        if result.offset_ms is not None:
+            self.segments.append(Segment(self._start, result.offset_ms, self._decided, t_ms))
+
+    def finish(self, det: VoiceActivityDetector, end_of_audio_ms: int) -> list[Segment]:
+        end = det.segmenter.flush()
+        if end is not None:
+            self.segments.append(Segment(self._start, end, self._decided, end_of_audio_ms))
+        return self.segments
+
+
 def segments_of(ulaw: bytes, engine: Engine = "neural") -> list[Segment]:
     """Run the VAD over 8 kHz mu-law audio and return the speech segments in order."""
     frames = len(ulaw) // FRAME_BYTES
-    out: list[Segment] = []
     if engine == "energy":
         return _energy_segments(ulaw, frames)
     vad = VoiceActivityDetector()
-    start = decided = 0
+    found = _Collector()
     for i in range(frames):
-        t_ms = (i + 1) * FRAME_MS
-        result = vad.process_ulaw(ulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES])
-        if result.onset_ms is not None:
-            start, decided = result.onset_ms, t_ms
-        if result.offset_ms is not None:
-            out.append(Segment(start, result.offset_ms, decided, t_ms))
-    end = vad.segmenter.flush()
-    if end is not None:
-        out.append(Segment(start, end, decided, frames * FRAME_MS))
-    return out
+        found.push(vad.process_ulaw(ulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]), (i + 1) * FRAME_MS)
+    return found.finish(vad, frames * FRAME_MS)
 
 
 def segments_of_many(
@@ -80,8 +91,7 @@ def segments_of_many(
     batch = VadBatch(model, capacity=max(1, len(recordings)))
     dets = [VoiceActivityDetector(config, batch) for _ in recordings]
     frames = [len(u) // FRAME_BYTES for u in recordings]
-    out: list[list[Segment]] = [[] for _ in recordings]
-    open_at: list[tuple[int, int]] = [(0, 0)] * len(recordings)
+    found = [_Collector() for _ in recordings]
     codes = [
         np.frombuffer(u[: n * FRAME_BYTES], dtype=np.uint8).reshape(n, FRAME_BYTES)
         for u, n in zip(recordings, frames, strict=True)
@@ -90,18 +100,9 @@ def segments_of_many(
         live = [k for k, n in enumerate(frames) if i < n]
         rows = np.array([dets[k].slot for k in live], dtype=np.int64)
         probs = batch.run_ulaw(rows, np.stack([codes[k][i] for k in live]))
-        t_ms = (i + 1) * FRAME_MS
         for k, prob in zip(live, probs.tolist(), strict=True):
-            result = dets[k].complete(prob)
-            if result.onset_ms is not None:
-                open_at[k] = (result.onset_ms, t_ms)
-            if result.offset_ms is not None:
-                out[k].append(Segment(open_at[k][0], result.offset_ms, open_at[k][1], t_ms))
-    for k, det in enumerate(dets):
-        end = det.segmenter.flush()
-        if end is not None:
-            out[k].append(Segment(open_at[k][0], end, open_at[k][1], frames[k] * FRAME_MS))
-    return out
+            found[k].push(dets[k].complete(prob), (i + 1) * FRAME_MS)
+    return [f.finish(det, n * FRAME_MS) for f, det, n in zip(found, dets, frames, strict=True)]
 
 
 def _energy_segments(ulaw: bytes, frames: int) -> list[Segment]:

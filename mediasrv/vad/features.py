@@ -226,18 +226,17 @@ class FeatureBank:
             first, level, np.where(live, background + BACKGROUND_RATE * (level - background), background)
         )
         self._background[rows] = background
-        peak = np.where(first, level, np.maximum(level, self._peak[rows] - PEAK_DECAY_DB))
-        self._peak[rows] = peak
-        slow_peak = np.where(first, level, np.maximum(level, self._slow_peak[rows] - SLOW_PEAK_DECAY_DB))
-        self._slow_peak[rows] = slow_peak
+        peak = self._peak[rows] = _decaying_peak(first, level, self._peak[rows], PEAK_DECAY_DB)
+        slow_peak = self._slow_peak[rows] = _decaying_peak(
+            first, level, self._slow_peak[rows], SLOW_PEAK_DECAY_DB
+        )
+        last_level = self._last_level[rows]
         feats = np.empty((k, N_FEATURES), dtype=np.float32)
         snr = band_db - floor
         feats[:, :N_BANDS] = np.clip(snr, -10.0, 60.0) * 0.1
         feats[:, N_BANDS : 2 * N_BANDS] = (band_db - level[:, None]) * 0.1
         # no absolute level: a loud line is not a talking line (the network learnt that shortcut)
-        feats[:, 2 * N_BANDS] = (
-            np.clip(level - np.where(first, level, self._last_level[rows]), -20.0, 20.0) * 0.05
-        )
+        feats[:, 2 * N_BANDS] = np.clip(level - np.where(first, level, last_level), -20.0, 20.0) * 0.05
         feats[:, 2 * N_BANDS + 1] = voicing
         feats[:, 2 * N_BANDS + 2] = np.clip(snr.mean(axis=1), -10.0, 60.0) * 0.1
         feats[:, 2 * N_BANDS + 3] = np.clip(level - background, -30.0, 30.0) * 0.1
@@ -245,8 +244,16 @@ class FeatureBank:
         mean_floor = floor.mean(axis=1)
         feats[:, 2 * N_BANDS + 5] = np.clip(peak - mean_floor, 0.0, 60.0) * 0.1
         feats[:, 2 * N_BANDS + 6] = np.clip(level - slow_peak, -40.0, 0.0) * 0.1
-        self._last_level[rows] = np.where(live, level, self._last_level[rows])
+        self._last_level[rows] = np.where(live, level, last_level)
         self.level_db[rows] = level
         self.floor_db[rows] = mean_floor
         self.voicing[rows] = voicing
         return feats
+
+
+def _decaying_peak(
+    first: NDArray[np.bool_], level: NDArray[np.float32], previous: NDArray[np.float32], decay_db: float
+) -> NDArray[np.float32]:
+    """The loudest level so far, falling ``decay_db`` per frame; a stream's first live frame sets it."""
+    out: NDArray[np.float32] = np.where(first, level, np.maximum(level, previous - decay_db))
+    return out
