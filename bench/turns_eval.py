@@ -132,7 +132,7 @@ def load_corpus(corpus_dir: Path = DEFAULT_CORPUS) -> list[Utterance]:
             Utterance(
                 file=label["file"],
                 kind=label["kind"],
-                noise=f"{noise['type']}{noise['snr_db'] or ''}",
+                noise=f"{noise['type']}{'' if noise['snr_db'] is None else noise['snr_db']}",
                 speech_end_ms=int(label["speech_end_ms"]),
                 segments=tuple((int(s["start_ms"]), int(s["end_ms"])) for s in label["segments"]),
                 label=label,
