@@ -157,6 +157,7 @@ class AgentRunner:
         records: the call-record writer.
         greetings: the service's greeting cache.
         control: Call Control (hang up, transfer) for this call.
+        vad: the daemon's shared VAD batch; None runs a private detector (tests, tools).
     """
 
     def __init__(
@@ -172,6 +173,7 @@ class AgentRunner:
         records: RecordWriter | None = None,
         greetings: GreetingCache | None = None,
         control: CallControlPort | None = None,
+        vad: BatchedVad | None = None,
     ) -> None:
         self.config = config
         self.stt = stt
@@ -184,8 +186,8 @@ class AgentRunner:
         self.control = control
         self.call: CallHandle | None = None
         self.call_id = "-"
-        self.vad = VoiceActivityDetector()
-        self._batched: BatchedVad | None = None
+        self._batched = vad
+        self.vad = vad.detector() if vad is not None else VoiceActivityDetector()
         self._vad_pending: deque[tuple[bytes, float]] = deque()
         """Frames submitted to the shared VAD batch, awaiting their verdicts (in order)."""
         # Speculate early: a reply that turns out wrong is cancelled for the price of its tokens,
@@ -300,16 +302,10 @@ class AgentRunner:
         greeting.greeting = True
         return greeting
 
-    def use_batched_vad(self, shared: BatchedVad) -> None:
-        """Run this call's VAD in the daemon's shared batch (one network step for every call)."""
-        self.vad.close()
-        self.vad = shared.detector()
-        self._batched = shared
-
     def on_audio(self, ulaw: bytes, now: float) -> None:
         """Per 20 ms frame: STT passthrough, then the VAD; the rest runs on the VAD's verdict.
 
-        With a shared batch (:meth:`use_batched_vad`) the verdict comes in the loop's next
+        With the daemon's shared batch (``vad``) the verdict comes in the loop's next
         iteration (:meth:`_on_vad_verdict`), with every other call's frames of this iteration;
         alone, at once. A step that raises is counted (:meth:`_frame_dropped`) and the call goes
         on without it.

@@ -248,8 +248,8 @@ class AgentService:
             records=self.records,
             greetings=self.greetings,
             control=self,
+            vad=self.vad,
         )
-        runner.use_batched_vad(self.vad)
         runner.profile = self.profile_name
         runner.failures.on_error = self._provider_error
         runner.metrics = self.metrics
