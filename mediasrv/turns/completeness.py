@@ -76,7 +76,8 @@ The rules, in order; the first that applies decides:
     COMPLETE for elliptical ``to`` after yes/no ("yes I'd love to"). A particle (``in``, ``up``,
     ``off``) counts as a preposition unless a phrasal verb, an object or a copula precedes it
     ("log in", "turn it off", "the power is out"). The hedges "kind of", "sort of" alone:
-    LIKELY. ``not`` after an auxiliary: UNSURE ("I'm not"), COMPLETE after yes/no. A possessive
+    LIKELY. ``not`` after an auxiliary: UNSURE ("I'm not"), COMPLETE after yes/no. A degree word
+    that grades what follows (``very``, ``extremely``, ``fairly``): INCOMPLETE. A possessive
     noun ("my daughter's"), ``her``/``his``/``another``, a temporal subordinator (``when``,
     ``until``, ``after``) and a wh-word that is not a question by itself: UNSURE. ``so``,
     ``then``, ``that``, ``like``, ``no`` when they lead into more ("it broke so": UNSURE; "if
@@ -193,6 +194,8 @@ WH_WORDS: Final = _ws("what where when why how who whom which whose whatever whe
 WH_HEADS: Final = _ws("time day much many long often kind one")
 """Words that extend a wh-word into a wh-phrase ("what time", "how much")."""
 FILLERS: Final = _ws("um umm uh uhh er erm ah eh hmm mm")
+DEGREE_WORDS: Final = _ws("very extremely incredibly fairly")
+"""Intensifiers that cannot end a phrase: they need the adjective or adverb they grade."""
 FILLER_PAIRS: Final = (("you", "know"), ("i", "mean"))
 OPENERS: Final = _ws("well so and but also actually basically anyway anyways like plus or")
 RESPONSE_WORDS: Final = _ws(
@@ -837,6 +840,8 @@ def _function_word(t: _Text) -> Assessment | None:
         return Assessment(UNSURE, f"not:{prev} not")
     if last.endswith("'s"):
         return Assessment(UNSURE, f"possessive:{last}")
+    if last in DEGREE_WORDS:
+        return Assessment(INCOMPLETE, f"degree:{last}")  # "the technician was very"
     if last in AMBIGUOUS_DETERMINERS:
         if (
             (last == "her" and (prev in PREPOSITIONS or prev in PARTICLES))

@@ -586,10 +586,15 @@ class TurnDetector:
             return self._text_end_ms >= last - slack
         return self._text_update_ms >= last
 
-    def _hold_ms(self, verdict: Completeness) -> int:
+    def _text_hold_ms(self, verdict: Completeness) -> int:
+        """The hold the words call for, were they known to be current."""
         hold = self.config.hold_ms[verdict]
         if verdict is Completeness.UNSURE and self._endpoint_ms >= self._last_voice_ms:
             hold = min(hold, self.config.endpoint_unsure_hold_ms)
+        return hold
+
+    def _hold_ms(self, verdict: Completeness) -> int:
+        hold = self._text_hold_ms(verdict)
         if not self._covered():
             hold = max(hold, self.config.stale_text_wait_ms)
         return hold
@@ -611,7 +616,10 @@ class TurnDetector:
         hold = self._hold_ms(verdict)
         if silence >= hold:
             self._commit(t_ms, "silence", verdict)
-        elif silence >= self._pause_point_ms(hold) and (
+        # The pause point follows the words alone: for stale text (the STT has not caught up
+        # with the last voice) UserPaused asks for ``finalize`` as early as for current text, so
+        # the <fin> that makes it current lands inside the hold instead of after the stale wait.
+        elif silence >= self._pause_point_ms(self._text_hold_ms(verdict)) and (
             self._state is TurnState.USER_PAUSING or text != self._paused_text
         ):
             self._paused_text = text

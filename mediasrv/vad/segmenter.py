@@ -5,9 +5,12 @@ Theory of operation
 The network (:mod:`mediasrv.vad.model`) gives each 20 ms frame a speech probability. This core
 turns that sequence into what the turn detector and the ``mediasrv vad`` tool need:
 
-- ``speech``: this frame's own verdict. Outside a speech segment a frame must reach
-  ``on_threshold``; inside one, ``off_threshold`` (lower) is enough, so a weak consonant does
-  not read as a gap.
+- ``speech``: this frame's own verdict, what the turn detector counts its silence from. Outside
+  a speech segment a frame must reach ``on_threshold``; inside one, ``voice_threshold``. The
+  segment itself stays open down to ``off_threshold`` (lower still), so a weak consonant does
+  not end it, but the network's slow decay after the last word (it falls through 0.5 to 0.35
+  over 30-200 ms, longest in noise) does not count as voice: every frame of it would be dead
+  air before the turn can end.
 - ``active``: the hysteresis state. Speech *starts* after ``onset_frames`` consecutive frames at
   ``on_threshold`` (one strong frame is a click, not a word) and *ends* after
   ``hangover_frames`` consecutive frames under ``off_threshold``.
@@ -36,6 +39,10 @@ class SegmenterConfig:
     Attributes:
         on_threshold: probability a frame needs to count towards a speech onset.
         off_threshold: probability under which a frame inside speech counts as a gap.
+        voice_threshold: probability a frame inside speech needs to be reported as ``speech``;
+            between ``off_threshold`` and this the segment is held open (and its end estimate
+            moves on: ending segments at this threshold splits real speech on real/) but the
+            frame is not voice.
         rise_threshold: frames at or above this just before an onset are part of the speech.
         onset_frames: consecutive ``on_threshold`` frames that start speech.
         hangover_frames: consecutive gap frames that end speech.
@@ -44,6 +51,7 @@ class SegmenterConfig:
 
     on_threshold: float = 0.6
     off_threshold: float = 0.35
+    voice_threshold: float = 0.5
     rise_threshold: float = 0.25
     onset_frames: int = 2
     hangover_frames: int = 7
@@ -122,10 +130,10 @@ class SpeechSegmenter:
         else:
             self._rise_start_ms = None
         if self._active:
-            speech = prob >= cfg.off_threshold
-            if speech:
-                self._run = 0
+            speech = prob >= cfg.voice_threshold
+            if prob >= cfg.off_threshold:
                 self._last_speech_end_ms = end_ms
+                self._run = 0
             else:
                 self._run += 1
                 if self._run >= cfg.hangover_frames:

@@ -408,6 +408,10 @@ def test_words_no_sentence_ends_on() -> None:
             ("let's", INCOMPLETE, "contracted:let's"),
             ("the bill's", UNSURE, "possessive:bill's"),
             ("I need the.", INCOMPLETE, "determiner:the"),
+            ("the technician was very", INCOMPLETE, "degree:very"),
+            ("it got extremely", INCOMPLETE, "degree:extremely"),
+            ("not quite", LIKELY, "content-word"),  # a degree word that can end an answer
+            ("me too", LIKELY, "content-word"),
         ]
     )
 

@@ -346,6 +346,33 @@ def test_fin_confirms_stale_text() -> None:
     assert call.of(EndOfTurn)
 
 
+def test_stale_text_asks_for_finalize_at_its_own_pause_point() -> None:
+    # "nah" ended 200 ms before the VAD's last voice frame (a noise blip in the tail): the words
+    # may not be current, so the turn cannot end before <fin>. UserPaused (which sends
+    # finalize) still comes at the pause point of COMPLETE words, not of the stale wait, and a
+    # <fin> answered 40 ms later ends the turn at the COMPLETE hold.
+    cfg = TurnConfig()
+    call = Call(cfg)
+    call.voice(600)
+    call.say("", " nah", at_ms=620, audio_end_ms=400)
+    call.quiet(cfg.speculate_min_ms)
+    paused = call.of(UserPaused)
+    assert paused and paused[0].silence_ms == cfg.speculate_min_ms
+    assert not call.of(EndOfTurn)
+    call.quiet(300)
+    assert not call.of(EndOfTurn)  # stale: with no <fin> the hold is the stale wait
+    assert cfg.stale_text_wait_ms > 420
+
+    call = Call(cfg)
+    call.voice(600)
+    call.say("", " nah", at_ms=620, audio_end_ms=400)
+    call.quiet(cfg.speculate_min_ms + 40)
+    call.det.on_endpoint("fin", call.t)  # the answer to the finalize sent at UserPaused
+    call.quiet(cfg.hold_ms[Completeness.COMPLETE] - cfg.speculate_min_ms - 40)
+    end = call.of(EndOfTurn)
+    assert end and end[0].silence_ms == cfg.hold_ms[Completeness.COMPLETE]
+
+
 # ------------------------------------------------------------- noise and short answers
 
 

@@ -264,7 +264,12 @@ def _push(seg: SpeechSegmenter, probs: Sequence[float]) -> list[VadResult]:
 
 def test_segmenter_needs_a_run_to_start_and_a_gap_to_end() -> None:
     cfg = SegmenterConfig(
-        on_threshold=0.5, off_threshold=0.3, rise_threshold=0.2, onset_frames=2, hangover_frames=3
+        on_threshold=0.5,
+        off_threshold=0.3,
+        voice_threshold=0.3,
+        rise_threshold=0.2,
+        onset_frames=2,
+        hangover_frames=3,
     )
     seg = SpeechSegmenter(cfg)
     res = _push(seg, [0.1, 0.9, 0.1, 0.1, 0.3, 0.6, 0.8, 0.4, 0.2, 0.2, 0.2, 0.1])
@@ -277,6 +282,19 @@ def test_segmenter_needs_a_run_to_start_and_a_gap_to_end() -> None:
     assert res[7].speech
     assert res[10].offset_ms == 160  # end of frame 7, the last speech frame
     assert seg.flush() is None
+
+
+def test_segmenter_decay_holds_the_segment_but_is_not_voice() -> None:
+    """Frames between the off and voice thresholds (the network's decay after the last word)
+    keep the segment open and move its end estimate, but are not reported as voice: the turn
+    detector counts its silence from the last frame that is."""
+    cfg = SegmenterConfig(off_threshold=0.35, voice_threshold=0.5, hangover_frames=3)
+    seg = SpeechSegmenter(cfg)
+    res = _push(seg, [0.9, 0.9, 0.9, 0.45, 0.4, 0.1, 0.45, 0.1, 0.1, 0.1])
+    assert [r.speech for r in res[:5]] == [True, True, True, False, False]
+    # 0.45 and 0.4 reset the hangover; it ends 3 frames under 0.35 after the 0.45 at frame 6
+    assert [r.active for r in res] == [False] + [True] * 8 + [False]
+    assert res[9].offset_ms == 140  # end of frame 6, the last frame over the off threshold
 
 
 def test_segmenter_backdating_is_bounded() -> None:
