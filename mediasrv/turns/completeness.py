@@ -26,7 +26,11 @@ The rules, in order; the first that applies decides:
 1. **Dangling punctuation.** A trailing comma, colon, dash or ellipsis from the STT: INCOMPLETE.
 2. **Request for time.** "hold on", "one moment", "just a second", "give me a few minutes",
    "bear with me", a lone "wait", "let me check / find / look / think / see" with at most a
-   short object: the caller goes away and comes back. INCOMPLETE, even after a full stop.
+   short object. Said to oneself, bare ("hold on", "one sec", "let me see", "let me check"):
+   the caller is thinking or looking and goes on. INCOMPLETE, even after a full stop. Asked of
+   the listener ("could you hold on a second", "give me a minute", "bear with me") or naming
+   what the caller goes to fetch ("let me find my card"): a finished request that wants its
+   "sure, take your time". LIKELY.
 3. **Fillers** at the end (``um``, ``uh``, ``you know``, ``I mean``): INCOMPLETE.
 4. **Opener only.** The words are openers and acknowledgements and the last one is an opener
    ("well", "so", "okay so", "and also"): the turn has not started. INCOMPLETE.
@@ -238,6 +242,8 @@ TIME_WORDS: Final = _ws(
     "moment days weeks months years hours minutes"
 )
 """Words after which ``before``/``after``/``since``/``once`` are adverbs ("ever since")."""
+ADDRESSED_TIME_WORDS: Final = _ws("you give")
+"""A request for time with one of these is asked of the listener, not said to oneself."""
 TIME_UNITS: Final = _ws("second seconds sec secs moment moments minute minutes min mo tick")
 TIME_LEADS: Final = LEADS | _ws("just me on wait please oh")
 SEARCH_VERBS: Final = _ws("check find look see think get grab pull search ask confirm")
@@ -430,18 +436,21 @@ def _dangling(t: _Text) -> Assessment | None:
 def _time_request(t: _Text) -> Assessment | None:
     w = t.words
     n = t.n - 1 if t.n > 1 and w[-1] in ("please", "okay", "ok") else t.n
+    # asked of the listener: "could you hold on", "give me a minute", "bear with me"
+    asked = ADDRESSED_TIME_WORDS.intersection(w[:n])
+    verdict = LIKELY if asked else INCOMPLETE
     if n >= 2 and w[n - 1] == "on" and w[n - 2] in ("hold", "hang"):
-        return Assessment(INCOMPLETE, f"time-request:{w[n - 2]} on")
+        return Assessment(verdict, f"time-request:{w[n - 2]} on")
     if n >= 2 and w[n - 1] in TIME_UNITS:
         det = n - 2  # "one", "a", "a few", "a couple of"
         det -= w[det] == "of" and det > 0 and w[det - 1] == "couple"
         det -= w[det] in ("few", "couple") and det > 0 and w[det - 1] == "a"
         if w[det] in ("one", "a", "few", "couple") and (det == 0 or w[det - 1] in TIME_LEADS):
-            return Assessment(INCOMPLETE, f"time-request:{w[n - 2]} {w[n - 1]}")
+            return Assessment(verdict, f"time-request:{w[n - 2]} {w[n - 1]}")
     if w[n - 1] == "wait" and (n == 1 or w[n - 2] in TIME_LEADS or w[n - 2] == "you"):
-        return Assessment(INCOMPLETE, "time-request:wait")
+        return Assessment(verdict, "time-request:wait")
     if w[n - 3 : n] == ["bear", "with", "me"]:
-        return Assessment(INCOMPLETE, "time-request:bear with me")
+        return Assessment(LIKELY, "time-request:bear with me")
     return _let_me(w, n) if "let" in t.low else None
 
 
@@ -458,7 +467,8 @@ def _let_me(w: list[str], n: int) -> Assessment | None:
             j += 1
         rest = w[j + 1 : n]
         if j < n and w[j] in SEARCH_VERBS and len(rest) <= 3 and not COORDINATORS.intersection(rest):
-            return Assessment(INCOMPLETE, f"time-request:let me {w[j]}")
+            # "let me find my card" names the errand (a finished turn); "let me see" thinks aloud
+            return Assessment(LIKELY if rest else INCOMPLETE, f"time-request:let me {w[j]}")
     return None
 
 

@@ -177,7 +177,9 @@ def test_dangling_punctuation() -> None:
     )
 
 
-def test_a_request_for_time_waits_even_with_a_full_stop() -> None:
+def test_a_request_for_time_waits_unless_asked_of_the_listener() -> None:
+    # bare (thinking aloud, looking something up): INCOMPLETE even after a full stop; asked of
+    # the listener or naming the errand: a finished request that wants its "sure".
     check(
         [
             ("hang on", INCOMPLETE, "time-request:hang on"),
@@ -186,18 +188,18 @@ def test_a_request_for_time_waits_even_with_a_full_stop() -> None:
             ("one sec", INCOMPLETE, "time-request:one sec"),
             ("one moment please", INCOMPLETE, "time-request:one moment"),
             ("just a second", INCOMPLETE, "time-request:a second"),
-            ("give me a minute", INCOMPLETE, "time-request:a minute"),
+            ("give me a minute", LIKELY, "time-request:a minute"),
             ("sure, just a moment.", INCOMPLETE, "time-request:a moment"),
-            ("could you hang on a sec", INCOMPLETE, "time-request:a sec"),
-            ("give me a few minutes", INCOMPLETE, "time-request:few minutes"),
-            ("bear with me", INCOMPLETE, "time-request:bear with me"),
+            ("could you hang on a sec", LIKELY, "time-request:a sec"),
+            ("give me a few minutes", LIKELY, "time-request:few minutes"),
+            ("bear with me", LIKELY, "time-request:bear with me"),
             ("wait", INCOMPLETE, "time-request:wait"),
             ("oh wait", INCOMPLETE, "time-request:wait"),
-            ("can you wait", INCOMPLETE, "time-request:wait"),
+            ("can you wait", LIKELY, "time-request:wait"),
             ("let me check", INCOMPLETE, "time-request:let me check"),
             ("let me just look", INCOMPLETE, "time-request:let me look"),
-            ("let me grab a pen", INCOMPLETE, "time-request:let me grab"),
-            ("okay let me find the letter", INCOMPLETE, "time-request:let me find"),
+            ("let me grab a pen", LIKELY, "time-request:let me grab"),
+            ("okay let me find the letter", LIKELY, "time-request:let me find"),
             ("let's see", INCOMPLETE, "time-request:let me see"),
             ("let me think", INCOMPLETE, "time-request:let me think"),
             # not requests for time
