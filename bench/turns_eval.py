@@ -197,7 +197,8 @@ def run_ours(
         for ev in det.events_received():
             if isinstance(ev, UserPaused):
                 out.paused += 1
-                feed.finalize(ev.t_ms)
+                if ev.finalize:
+                    feed.finalize(ev.t_ms)
             elif isinstance(ev, UserResumed):
                 out.resumed += 1
             elif isinstance(ev, EndOfTurn) and out.end_ms is None:

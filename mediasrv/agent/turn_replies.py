@@ -30,6 +30,7 @@ from mediasrv.agent.clauses import normalise
 from mediasrv.agent.planner import LLMRequest
 from mediasrv.agent.reply import Reply
 from mediasrv.errors import FlowError
+from mediasrv.providers.soniox.messages import FINALIZE_MIN_GAP_MS
 from mediasrv.timing import TurnTimeline
 from mediasrv.turns import Completeness, EndOfTurn, TurnState, UserPaused, assess_completeness
 
@@ -40,8 +41,6 @@ log = logging.getLogger("mediasrv.agent")
 
 FINAL_PENDING_S = 2.0
 """How long after the end of turn a ``<fin>``/``<end>`` still counts as that turn's final."""
-FINALIZE_MIN_GAP_MS = 2000
-"""Least audio between two STT ``finalize`` requests (Soniox: not more than every few seconds)."""
 
 
 class TurnReplies:
@@ -142,8 +141,9 @@ class TurnReplies:
         run = self.runner
         tl = self._new_timeline(now)
         tl.stamp("user_paused", now, overwrite=True)  # the pause that led to the end
-        # Soniox: "do not send [finalize] more than every few seconds".
-        if run.audio_ms - self._last_finalize_ms >= FINALIZE_MIN_GAP_MS:
+        # Soniox: "do not send [finalize] more than every few seconds". The detector asks for it
+        # once per pause, after the first 120 ms of silence (UserPaused.finalize).
+        if ev.finalize and run.audio_ms - self._last_finalize_ms >= FINALIZE_MIN_GAP_MS:
             self._last_finalize_ms = run.audio_ms
             run.stt.finalize()
         text = getattr(ev, "text", "") or ""

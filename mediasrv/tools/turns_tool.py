@@ -41,7 +41,7 @@ from mediasrv.codec import Resampler, ulaw_encode
 from mediasrv.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
 from mediasrv.errors import ConfigError
 from mediasrv.profiles import PROFILES, Profile
-from mediasrv.providers.soniox.messages import ResultMessage
+from mediasrv.providers.soniox.messages import FINALIZE_MIN_GAP_MS, ResultMessage
 from mediasrv.turns import EndOfTurn, FalseStart, TurnDetector, UserPaused, UserResumed, UserStarted
 from mediasrv.vad import VoiceActivityDetector
 
@@ -120,6 +120,7 @@ class ScriptedStt:
         script = SttScript([ScriptUtterance.from_label(label)])
         self.core = SonioxScript(profile=profile, script=script, rng=random.Random(seed))
         self._pending: list[tuple[int, list[ResultMessage]]] = []
+        self._last_finalize_ms = -FINALIZE_MIN_GAP_MS
 
     def receive_audio(self, frame: bytes, t_ms: int) -> list[ResultMessage]:
         """Send one frame; return the results due at ``t_ms`` (finalize answers included)."""
@@ -128,7 +129,11 @@ class ScriptedStt:
         return due + self.core.receive_audio(frame)
 
     def finalize(self, t_ms: int) -> None:
-        """Send ``finalize``; the answer is delivered ``stt_finalize_ms`` later."""
+        """Send ``finalize`` unless one went less than ``FINALIZE_MIN_GAP_MS`` ago (as the call
+        shell does); the answer is delivered ``stt_finalize_ms`` later."""
+        if t_ms - self._last_finalize_ms < FINALIZE_MIN_GAP_MS:
+            return
+        self._last_finalize_ms = t_ms
         self._pending.append((t_ms + self.profile.stt_finalize_ms, self.core.finalize()))
 
     @staticmethod
@@ -229,7 +234,7 @@ def analyse_recording(
             report.decisions.append(decision)
             if isinstance(event, UserPaused):
                 report.paused += 1
-                if stt is not None:
+                if stt is not None and event.finalize:
                     stt.finalize(event.t_ms)
             elif isinstance(event, UserResumed):
                 report.resumed += 1

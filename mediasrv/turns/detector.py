@@ -218,6 +218,8 @@ class TurnConfig:
             network holds speech ~50-100 ms past the last word, more in noise).
         speculate_min_ms: earliest ``UserPaused`` after the last voice.
         speculate_lead_ms: ``UserPaused`` comes this long before the hold ends.
+        finalize_min_ms: silence before a ``UserPaused`` asks for the STT's ``finalize``
+            (:attr:`UserPaused.finalize`; the STT allows one every few seconds).
         no_text_wait_ms: silence after which a wordless turn is judged.
         min_voiced_ms_without_text: voice a wordless turn needs to end as a turn (else noise).
         barge_in_voiced_ms: voice during agent speech that is a barge-in whatever the words.
@@ -248,6 +250,7 @@ class TurnConfig:
     coverage_slack_ms: int = 150
     speculate_min_ms: int = 120
     speculate_lead_ms: int = 400
+    finalize_min_ms: int = 120
     no_text_wait_ms: int = 800
     min_voiced_ms_without_text: int = 600
     barge_in_voiced_ms: int = 700
@@ -285,6 +288,7 @@ class TurnDetector:
         self._endpoint_ms = -1  # when Soniox last sent <end>
         self._deferred_end: tuple[int, str] | None = None  # an <end> heard mid-speech, its words
         self._paused_text = ""  # the text of the last UserPaused
+        self._finalize_asked = False  # a UserPaused of this pause asked for finalize
         self._last_voice_ms = 0
         self._voiced_ms = 0
         self._now_ms = 0
@@ -619,12 +623,18 @@ class TurnDetector:
         # The pause point follows the words alone: for stale text (the STT has not caught up
         # with the last voice) UserPaused asks for ``finalize`` as early as for current text, so
         # the <fin> that makes it current lands inside the hold instead of after the stale wait.
-        elif silence >= self._pause_point_ms(self._text_hold_ms(verdict)) and (
-            self._state is TurnState.USER_PAUSING or text != self._paused_text
-        ):
-            self._paused_text = text
-            self._fire(Trigger.PAUSE)
-            self._events.append(UserPaused(t_ms=t_ms, text=text, verdict=verdict, silence_ms=silence))
+        elif silence >= self._pause_point_ms(self._text_hold_ms(verdict)):
+            first = self._state is TurnState.USER_PAUSING
+            if first:
+                self._finalize_asked = False
+            finalize = silence >= cfg.finalize_min_ms and not self._finalize_asked
+            if first or finalize or text != self._paused_text:
+                self._paused_text = text
+                self._finalize_asked |= finalize
+                self._fire(Trigger.PAUSE)
+                self._events.append(
+                    UserPaused(t_ms=t_ms, text=text, verdict=verdict, silence_ms=silence, finalize=finalize)
+                )
 
     def _overlap_is_backchannel(self) -> bool:
         words = words_of(self.turn_text)

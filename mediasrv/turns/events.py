@@ -27,17 +27,23 @@ class UserStarted(TurnEvent, frozen=True, kw_only=True, tag="user_started"):
 
 
 class UserPaused(TurnEvent, frozen=True, kw_only=True, tag="user_paused"):
-    """Tentative end of turn: start a speculative reply and send Soniox ``finalize``.
+    """Tentative end of turn: start a speculative reply (and send Soniox ``finalize`` if asked).
 
     Attributes:
         text: the words so far (final + non-final).
         verdict: how complete they look.
         silence_ms: silence heard so far.
+        finalize: send ``finalize`` now. Soniox allows one every few seconds, so it is asked for
+            once per pause and only once the silence reaches ``TurnConfig.finalize_min_ms``: a
+            speculation may start 40 ms into a gap between words, a finalize spent there is
+            missing at the real end of the turn. A second ``UserPaused`` with the same words
+            asks for it when an early one did not.
     """
 
     text: str
     verdict: Completeness
     silence_ms: int
+    finalize: bool = True
 
 
 class UserResumed(TurnEvent, frozen=True, kw_only=True, tag="user_resumed"):

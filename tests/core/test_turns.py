@@ -373,6 +373,23 @@ def test_stale_text_asks_for_finalize_at_its_own_pause_point() -> None:
     assert end and end[0].silence_ms == cfg.hold_ms[Completeness.COMPLETE]
 
 
+def test_finalize_is_asked_once_per_pause_and_not_in_the_first_gap_between_words() -> None:
+    # The agent speculates 40 ms into a pause; Soniox allows a finalize every few seconds, so
+    # the detector asks for it only at finalize_min_ms (a second UserPaused, same words) and
+    # once per pause: a 60 ms gap between words spends nothing.
+    cfg = TurnConfig(speculate_min_ms=40, speculate_lead_ms=660, finalize_min_ms=120)
+    call = Call(cfg)
+    call.say("", " I would like to book", at_ms=300, audio_end_ms=280)
+    call.voice(300)
+    call.quiet(60)
+    call.voice(200)  # a gap between words: speculated on, not finalized
+    call.say("", " I would like to book an appointment", at_ms=560, audio_end_ms=560)
+    call.quiet(400)
+    paused = call.of(UserPaused)
+    assert [(p.silence_ms, p.finalize) for p in paused] == [(40, False), (40, False), (120, True)]
+    assert paused[1].text == paused[2].text == "I would like to book an appointment"
+
+
 # ------------------------------------------------------------- noise and short answers
 
 

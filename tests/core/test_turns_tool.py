@@ -97,3 +97,26 @@ def test_bad_inputs_are_reported_not_raised(tmp_path: Path) -> None:
     lines = []
     assert run_turns_tool(CORPUS / "dev007.wav", profile="warp", write=lines.append) == 2
     assert "unknown profile" in lines[0]
+
+
+def test_the_scripted_stt_keeps_to_the_finalize_budget() -> None:
+    # As the call shell does (Soniox: not more than every few seconds), a second finalize inside
+    # FINALIZE_MIN_GAP_MS is not sent: only one <fin> comes back.
+    from mediasrv.profiles import PROFILES
+    from mediasrv.providers.soniox.messages import FINALIZE_MIN_GAP_MS
+    from mediasrv.tools.turns_tool import ScriptedStt
+
+    stt = ScriptedStt(_label("dev007.wav"), PROFILES["fast"], seed=1)
+    silence = b"\xff" * 160
+
+    def fins(until_ms: int, start_ms: int) -> int:
+        got = 0
+        for t in range(start_ms, until_ms, 20):
+            got += sum(tok.text == "<fin>" for m in stt.receive_audio(silence, t) for tok in m.tokens)
+        return got
+
+    stt.finalize(100)
+    stt.finalize(100 + FINALIZE_MIN_GAP_MS - 20)
+    assert fins(FINALIZE_MIN_GAP_MS + 400, 20) == 1
+    stt.finalize(100 + FINALIZE_MIN_GAP_MS + 400)
+    assert fins(2 * FINALIZE_MIN_GAP_MS + 400, FINALIZE_MIN_GAP_MS + 420) == 1

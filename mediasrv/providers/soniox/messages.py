@@ -41,6 +41,10 @@ MODEL_ALIASES: Final[dict[str, str]] = {"stt-rt-v4": "stt-rt-v5", "stt-rt-v3": "
 END_MARKER: Final = "<end>"
 """Endpoint token: "emitted when endpoint detection is on ... always final" (Soniox endpoint-detection)."""
 FIN_MARKER: Final = "<fin>"
+FINALIZE_MIN_GAP_MS: Final = 2000
+"""Least audio between two ``finalize`` requests: Soniox's manual-finalization guide says not
+more than every few seconds, or the server may disconnect. The call shell and the offline
+harness (``mediasrv turns``, ``bench/turns_eval.py``) both keep to it."""
 """Answer to a ``finalize`` control message (Soniox manual-finalization)."""
 
 RAW_SAMPLE_BYTES: Final[dict[str, int]] = {
