@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from mediasrv.agent.config import AgentConfig
+from mediasrv.agent.runner import AgentRunner
 from mediasrv.corpus import DEMO_CORPUS
 from mediasrv.demo import Demo, DemoOptions
 from mediasrv.timing import percentile
@@ -71,14 +72,15 @@ async def run(name: str, agent: dict[str, Any], args: argparse.Namespace, tmp: P
         records=str(tmp / f"{name}.db"),
     )
     demo = Demo(opts)
+    runners: list[AgentRunner] = []
     try:
         await demo.start()
+        demo.service.on_call_ended.append(runners.append)
         for i in range(args.calls):  # one call at a time: the figure is the pipeline's, not contention's
             await demo.run_call(i + 1)
     finally:
         await demo.close()
     e2e = [r.e2e_ms for r in demo.results if r.e2e_ms is not None]
-    runners = demo.service.runners
     return {
         "turns": len(demo.results),
         "answered": len(e2e),

@@ -32,4 +32,8 @@ class CallCounters(msgspec.Struct, kw_only=True):
     webhook_failures: int = 0
     greeting_cached: int = 0
     provider_errors: int = 0
+    stalled_frames: int = 0
+    """Frames the media stream did not send while a turn was open, heard as silence instead."""
+    late_frames_dropped: int = 0
+    """Frames that came after the time they cover had been heard as silence (a stall's tail)."""
     """Providers that refused the call's session (:mod:`mediasrv.agent.failures`)."""

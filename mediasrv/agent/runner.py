@@ -137,6 +137,12 @@ SPECULATE_LEAD_MS = 660
 speculation restarts when the last word lands. Early speculation costs tokens, never
 correctness: nothing speculative plays before the end of turn."""
 AFTER_PLAYED_GRACE_S = 1.5
+STALL_S = 0.5
+"""While a turn is open, inbound frames missing this long count as silence: the time is fed
+through the per-frame path as silent frames (STT included, so its audio time stays in step), so
+a stream that stops sending still ends the caller's turn and starts the agent's reply. Half a
+second is past any network jitter; frames that then arrive late, for time already heard as
+silence, are dropped (counted), so the call's audio time never runs ahead of the stream."""
 """Hang up / transfer this long after the last audio should have played if no mark came back."""
 
 
@@ -180,6 +186,8 @@ class AgentRunner:
         self.llm = llm
         self.tts = tts
         self.on_turn = on_turn
+        self.on_closed: Callable[[AgentRunner], None] | None = None
+        """Called once :meth:`close` has run (the service lets go of the runner there)."""
         self.kb = kb
         self.recorder = CallRecorder(records)
         self.greetings = greetings
@@ -202,6 +210,10 @@ class AgentRunner:
         self.frames_dropped: dict[FrameStage, int] = dict.fromkeys(FRAME_STAGES, 0)
         """This call's frames each per-frame step raised on (the frame went on without it)."""
         self._out_ms = 0
+        self._last_frame_at = 0.0
+        self._stall: asyncio.TimerHandle | None = None
+        self._stall_owed = 0
+        """Silent frames the stall watch put in for time the stream may still deliver late."""
         self._echo_tail = 0
         self._voice_run = 0
         self.history: list[dict[str, Any]] = []
@@ -310,6 +322,14 @@ class AgentRunner:
         alone, at once. A step that raises is counted (:meth:`_frame_dropped`) and the call goes
         on without it.
         """
+        self._last_frame_at = now
+        if self._stall_owed:
+            self._stall_owed -= 1  # late: its time was already heard as silence
+            self.counters.late_frames_dropped += 1
+            return
+        self._frame(ulaw, now)
+
+    def _frame(self, ulaw: bytes, now: float) -> None:
         self.stt.send_audio(ulaw)
         batched = self._batched
         if batched is not None:
@@ -381,6 +401,26 @@ class AgentRunner:
             self._handle_turn_events(now)
         except Exception:
             self._frame_dropped("turns")  # this frame's turn events are lost
+        if self._stall is None and self.turns.next_deadline() is not None and not self.closed:
+            self._stall = asyncio.get_running_loop().call_later(STALL_S, self._on_stall)
+
+    def _on_stall(self) -> None:
+        """A turn is open: if the stream stopped sending, hear the missing time as silence."""
+        self._stall = None
+        if self.closed or self.turns.next_deadline() is None:
+            return
+        now = asyncio.get_running_loop().time()
+        gap = now - self._last_frame_at
+        if gap >= STALL_S:
+            missing = int(gap * 1000.0) // FRAME_MS
+            self.counters.stalled_frames += missing
+            self._stall_owed += missing
+            self._last_frame_at = now
+            for _ in range(missing):
+                self._frame(SILENT_FRAME, now)
+            gap = 0.0
+        if self._stall is None and self.turns.next_deadline() is not None:
+            self._stall = asyncio.get_running_loop().call_later(STALL_S - gap, self._on_stall)
 
     def _echo_likely(self, ulaw: bytes) -> bool:
         try:
@@ -411,7 +451,16 @@ class AgentRunner:
 
     async def close(self) -> None:
         """Cancel replies and side calls, close the providers, write the end of the call."""
+        try:
+            await self._close()
+        finally:
+            if self.on_closed is not None:
+                self.on_closed(self)
+
+    async def _close(self) -> None:
         self.closed = True
+        if self._stall is not None:
+            self._stall.cancel()
         if self._batched is not None:
             self._batched.release(self.vad)  # queued frames dropped, the slot freed
         else:

@@ -16,6 +16,7 @@ it is being set up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -136,6 +137,10 @@ class AgentService:
         self.endpoints = endpoints
         self.on_turn = on_turn
         self.runners: list[AgentRunner] = []
+        """The runners of the calls in progress: a runner leaves when its call has closed."""
+        self.on_call_ended: list[Callable[[AgentRunner], None]] = []
+        """Called with each call's runner once it has closed (the demo, benches and tests read its
+        counters there; the service itself keeps nothing of a finished call)."""
         self.planner = TurnPlanner(agent)
         self.kb = kb if kb is not None else self._build_kb(Path(base_dir) if base_dir else Path.cwd())
         self.greetings = GreetingCache()
@@ -253,8 +258,15 @@ class AgentService:
         runner.profile = self.profile_name
         runner.failures.on_error = self._provider_error
         runner.metrics = self.metrics
+        runner.on_closed = self._runner_closed
         self.runners.append(runner)
         return runner
+
+    def _runner_closed(self, runner: AgentRunner) -> None:
+        with contextlib.suppress(ValueError):
+            self.runners.remove(runner)
+        for listener in self.on_call_ended:
+            listener(runner)
 
     def _provider_error(self, provider: str, code: str) -> None:
         if self.metrics is not None:

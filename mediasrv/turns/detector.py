@@ -478,9 +478,11 @@ class TurnDetector:
 
         Returns:
             None when nothing is pending; else the next frame time (the detector judges
-            silences frame by frame, and a stalled stream counts as silence).
+            silences frame by frame, and a stalled stream counts as silence). A turn that is
+            open (the caller speaking, pausing or paused) or an overlap is pending: if the
+            stream stops sending mid-word, that time is silence too.
         """
-        if self._state in (TurnState.USER_PAUSING, TurnState.USER_PAUSED, TurnState.OVERLAP):
+        if self._state in _USER_OPEN or self._state is TurnState.OVERLAP:
             return self._now_ms + self.config.frame_ms
         return None
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from mediasrv.agent.runner import AgentRunner
 from mediasrv.corpus import DEMO_CORPUS
 from mediasrv.demo import Demo, DemoOptions
 from mediasrv.emulators.hosting import listen
@@ -94,15 +95,18 @@ async def test_pipeline_flow_records_and_cached_greeting(
         records=str(db),
     )
     demo = Demo(opts)
+    ended: list[AgentRunner] = []
     try:
         await demo.start()
+        demo.service.on_call_ended.append(ended.append)
         await demo.run_call(1)
         demo.utterances = demo.utterances[:1]
         await demo.run_call(2)
     finally:
         await demo.close()
 
-    first, second = demo.service.runners
+    assert not demo.service.runners  # the service let go of every finished call
+    first, second = ended
     # Every turn got a reply, with its first frame measured.
     call1 = [r for r in demo.results if r.call == 1]
     assert len(call1) == 2 and len(demo.results) == 3

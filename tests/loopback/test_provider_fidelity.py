@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from mediasrv.agent.runner import AgentRunner
 from mediasrv.corpus import DEMO_CORPUS
 from mediasrv.demo import Demo, DemoOptions
 from mediasrv.emulators.caller import SimulatedCaller
@@ -123,11 +124,13 @@ async def test_a_retired_stt_model_gets_the_fallback_line_not_silence(
     rig.service.agent.stt.model = "stt-rt-v4"
     rig.soniox.retired_models = frozenset({"stt-rt-v5"})
     caplog.set_level(logging.INFO, logger="mediasrv")
+    ended: list[AgentRunner] = []
+    rig.service.on_call_ended.append(ended.append)
     cci, caller, _ = await ring(rig)
     await hung_up(rig, cci, caller)
     (line,) = refusals(caplog)
     assert "soniox" in line and "code 400" in line and "retired" in line
-    (runner,) = rig.service.runners
+    (runner,) = [*rig.service.runners, *ended]
     assert (runner.counters.provider_errors, runner.outcome) == (1, "provider_error")
     assert rig.daemon.metrics.count("mediasrv_provider_errors_total", provider="soniox", code="400") == 1
     assert FALLBACK in spoken(rig)
