@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mediasrv.agent.config import AgentConfig  # noqa: E402
-from mediasrv.agent.runner import ECHO_DEBOUNCE_FRAMES, AgentRunner, CallCounters, Reply  # noqa: E402
+from mediasrv.agent.runner import AgentRunner, CallCounters, Reply  # noqa: E402
 from mediasrv.corpus import DEMO_CORPUS, Utterance  # noqa: E402
 from mediasrv.demo import Demo, DemoOptions  # noqa: E402
 from mediasrv.emulators.caller import SimulatedCaller  # noqa: E402
@@ -57,8 +57,12 @@ from mediasrv.emulators.caller import Utterance as SpokenUtterance  # noqa: E402
 from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript  # noqa: E402
 from mediasrv.emulators.voice import render_text_ms  # noqa: E402
 from mediasrv.timing import percentile  # noqa: E402
+from mediasrv.turns.bargein import GateConfig  # noqa: E402
 from mediasrv.turns.echo import EchoGuard, EchoVerdict  # noqa: E402
 from mediasrv.vad import VadResult, VoiceActivityDetector  # noqa: E402
+
+ECHO_DEBOUNCE_FRAMES = GateConfig().debounce_frames
+"""Voice frames in a row that open an overlap (the call's gate, :mod:`mediasrv.turns.bargein`)."""
 
 __all__ = [
     "BARGE_IN_P95_MS",

@@ -109,27 +109,18 @@ from mediasrv.turns import (
     UserPaused,
     UserResumed,
 )
+from mediasrv.turns.bargein import CallerVoiceGate
 from mediasrv.turns.echo import EchoGuard, text_is_echo
 from mediasrv.vad import VadResult, VoiceActivityDetector
 from mediasrv.vad_shell import BatchedVad
 
-__all__ = ["ECHO_DEBOUNCE_FRAMES", "AgentRunner", "CallCounters", "GreetingCache", "Reply", "wall_clock"]
+__all__ = ["AgentRunner", "CallCounters", "GreetingCache", "Reply", "wall_clock"]
 
 log = logging.getLogger("mediasrv.agent")
 
 FRAME_MS = 20
-ECHO_FRAME = VadResult(prob=0.0, speech=False, active=False, energy_db=0.0, noise_db=0.0)
-"""What the turn detector sees for a frame the echo guard attributes to our own voice."""
 SILENT_FRAME = b"\xff" * 160
 """mu-law silence: what the supervisor hears in place of a frame of our own echo."""
-ECHO_TAIL_FRAMES = 15
-"""Frames the echo guard keeps judging after our audio stops (the echo path's delay)."""
-ECHO_DEBOUNCE_FRAMES = 2
-"""Consecutive unexplained voice frames before caller voice over the agent counts."""
-BARGE_IN_MIN_RISE_DB = 6.0
-"""While our audio may be on the line, a voice frame must also stand this far above the line's
-noise floor (the VAD's mean band level over its floor) to count as the caller: the network's
-verdict outlasts our echo by a few frames, the frame's own level does not."""
 SPECULATE_MIN_MS = 40
 SPECULATE_LEAD_MS = 660
 """``user_paused`` comes this long before the turn would end: with text that lags the audio
@@ -205,6 +196,8 @@ class AgentRunner:
         )
         self.counters = CallCounters()
         self.echo = EchoGuard()
+        self.gate = CallerVoiceGate()
+        """Whether a frame heard while we talk is the caller (the audio rules of barge-in)."""
         self.metrics: Metrics | None = None
         """Set by the service: per-frame step failures are counted there too."""
         self.frames_dropped: dict[FrameStage, int] = dict.fromkeys(FRAME_STAGES, 0)
@@ -214,8 +207,6 @@ class AgentRunner:
         self._stall: asyncio.TimerHandle | None = None
         self._stall_owed = 0
         """Silent frames the stall watch put in for time the stream may still deliver late."""
-        self._echo_tail = 0
-        self._voice_run = 0
         self.history: list[dict[str, Any]] = []
         self.audio_ms = 0
         self.turn_index = 0
@@ -364,35 +355,15 @@ class AgentRunner:
             self.turns.set_agent_speaking(audible, self.audio_ms)
             sup.on_agent_speaking(audible, self.audio_ms)
         heard, caller_active = ulaw, vad.active
-        if audible or self._echo_tail:
-            # The guard sees every frame while we talk (it needs the inbound history to find
-            # the echo path before the echo's first loud frame), and a little after.
-            self._echo_tail = ECHO_TAIL_FRAMES if audible else self._echo_tail - 1
-            echo = self._echo_likely(ulaw)
-            if echo:
+        gate = self.gate
+        if gate.watching(audible):
+            # The gate sees every frame while we talk and a little after (the guard needs the
+            # inbound history to find the echo path before the echo's first loud frame).
+            vad = gate.judge(vad, audible, self._echo_likely(ulaw))
+            self.counters.echo_frames = gate.echo_frames
+            if gate.heard_echo:
                 heard = SILENT_FRAME
-            if vad.speech and echo:
-                # Our own voice coming back (speakerphone): never let it open an overlap,
-                # and never let the supervisor take it for a caller's monologue or a beep.
-                self.counters.echo_frames += 1
-                self._voice_run = 0
-                vad = ECHO_FRAME
-            elif audible and vad.speech and vad.energy_db - vad.noise_db < BARGE_IN_MIN_RISE_DB:
-                # Voice by the network's memory but not by the frame's own level (the tail of
-                # our echo, the line noise after it): not enough to cut the agent off.
-                self._voice_run = 0
-                vad = ECHO_FRAME
-            elif audible and vad.speech:
-                # Caller voice over the agent must last ECHO_DEBOUNCE_FRAMES frames: a single
-                # frame the guard could not explain is not enough to cut the agent off.
-                self._voice_run += 1
-                if self._voice_run < ECHO_DEBOUNCE_FRAMES:
-                    vad = ECHO_FRAME
-            else:
-                self._voice_run = 0
-            # While our audio may be on the line, only voice the guard could not explain is
-            # the caller's (the VAD's hangover over our own echo is not).
-            caller_active = vad.active and vad.speech
+            caller_active = gate.caller_active(vad)
         if not sup.finished:
             sup.on_frame(heard, caller_active, self.audio_ms)
             self.supervise()
