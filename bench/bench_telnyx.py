@@ -53,7 +53,7 @@ FRAMES = _speech_frames()
 
 
 def _media_json(i: int, payload: bytes) -> str:
-    # the shape Telnyx sends (protocols.md 2.1), string counters included
+    # the shape Telnyx sends (docs/providers.md 2.1), string counters included
     return json.dumps(
         {
             "event": "media",

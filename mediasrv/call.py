@@ -1,6 +1,6 @@
 """One call's media wiring: the Telnyx media WebSocket <-> cores <-> the call's behaviour.
 
-This is the thin asyncio shell around the sans-I/O cores (style P4). Per call it owns:
+This is the thin asyncio shell around the sans-I/O cores (``docs/architecture.md``). Per call it owns:
 
 * the :class:`~mediasrv.providers.telnyx.stream.TelnyxStream` core, fed every text frame;
 * the inbound :class:`~mediasrv.jitter.buffer.InboundBuffer` (reorders, conceals) whose
@@ -30,13 +30,13 @@ from typing import Protocol
 import msgspec
 from aiohttp import WSMsgType, web
 
+from mediasrv.codec import FRAME_MS
 from mediasrv.jitter.buffer import InboundBuffer
 from mediasrv.jitter.pacer import ClearReport, Frame, OutboundPacer
 from mediasrv.providers.telnyx import stream as tstream
 
 log = logging.getLogger("mediasrv.call")
 
-FRAME_MS = 20
 ULAW_FRAME_BYTES = 160
 
 

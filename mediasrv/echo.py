@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 
 from mediasrv.call import CallHandle
+from mediasrv.codec import FRAME_MS
 from mediasrv.providers.telnyx.stream import StreamStarted
 from mediasrv.vad import VoiceActivityDetector
 
 log = logging.getLogger("mediasrv.echo")
-
-FRAME_MS = 20
 
 
 class EchoBehaviour:

@@ -1,6 +1,6 @@
 """Named latency profiles shared by the emulators, the demo and the latency lab.
 
-Figures come from the platform's own measurements (``design.md``: fast, typical, slow).
+Figures come from the platform's own measurements (README, "Latency profiles": fast, typical, slow).
 A profile is plain data: emulators read it to shape their timing, benches print it.
 """
 

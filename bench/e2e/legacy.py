@@ -2,7 +2,7 @@
 
 This is what the old platform did between the caller's last word and the first sound the
 caller heard, step by step, against the same emulators mediasrv talks to. It lives only in
-``bench/``: nothing in ``mediasrv/`` may take this shape (design.md: zero files, no
+``bench/``: nothing in ``mediasrv/`` may take this shape (docs/architecture.md, "Rules": zero files, no
 subprocesses, nothing chained that can overlap).
 
 One turn of the legacy path, as reproduced here:

@@ -26,7 +26,7 @@ has begun, the reply was written from the old node (hence ``ReplaceReply`` for f
 ``merged`` pays no second request and the reply knows the extraction it made, but its first spoken word
 waits behind ``{"say": "`` (a few tokens), the turn is only settled when ``vars``/``next`` have streamed
 after the spoken text, strict JSON mode may add provider-side latency, and ordered keys are unconfirmed
-on non-OpenAI backends (protocols.md 5.3).
+on non-OpenAI backends (``docs/providers.md`` 5.3).
 
 Rules
 -----

@@ -19,7 +19,7 @@ Rules:
    judges the latest utterance, it does not need the whole call.
 3. Schemas are strict (OpenAI ``strict: true``: every property required, no extra properties, optional
    values nullable), and the spoken field ``say`` is the first property of the merged schema so that
-   it streams first (protocols.md 5.3).
+   it streams first (``docs/providers.md`` 5.3).
 4. Values cross the LLM boundary here too: :func:`coerce` types what a model extracted, :func:`render`
    fills ``{name}`` placeholders of scripts.
 5. The transition enum always starts with ``stay``: a model (or the emulator) that is unsure picks the

@@ -93,6 +93,7 @@ from mediasrv.agent.reply import Reply
 from mediasrv.agent.supervisor import CallSupervisor, HangUp, LeaveMessage, SayAndHangUp, SayCheckIn
 from mediasrv.agent.turn_replies import TurnReplies
 from mediasrv.call import CallHandle
+from mediasrv.codec import FRAME_MS
 from mediasrv.errors import ProviderError
 from mediasrv.metrics import FRAME_STAGES, FrameStage, Metrics
 from mediasrv.providers.telnyx.stream import StreamStarted
@@ -118,7 +119,6 @@ __all__ = ["AgentRunner", "CallCounters", "GreetingCache", "Reply", "wall_clock"
 
 log = logging.getLogger("mediasrv.agent")
 
-FRAME_MS = 20
 SILENT_FRAME = b"\xff" * 160
 """mu-law silence: what the supervisor hears in place of a frame of our own echo."""
 SPECULATE_MIN_MS = 40

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Telnyx queues whatever media we send and plays it in order; ``clear`` "stops current playback
 immediately and empties the queue" and a ``mark`` is echoed "when the media immediately before it
-finishes playing" (protocols.md 2.2). So the more audio we send ahead of real time, the more audio a
+finishes playing" (``docs/providers.md`` 2.2). So the more audio we send ahead of real time, the more audio a
 ``clear`` must throw away at Telnyx and the less we know what the caller heard. This core keeps
 only a small lead queued there, and keeps its own model of the caller's playback clock. It never
 reads a clock: every call that needs time takes ``now`` (monotonic seconds).
@@ -52,12 +52,12 @@ from typing import Final, TypeAlias
 
 import msgspec
 
+from mediasrv.codec import FRAME_MS
 from mediasrv.errors import ConfigError
 
 __all__ = ["ClearReport", "Frame", "Mark", "OutItem", "OutboundPacer", "PacerStats"]
 
 FRAME_BYTES: Final = 160
-FRAME_MS: Final = 20
 LEAD_MS: Final = 80
 MAX_LEAD_MS: Final = 100
 """Above this, ``clear`` would leave too much audio already queued at Telnyx."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from mediasrv.codec import Resampler, ulaw_encode
+from mediasrv.codec import FRAME_MS, Resampler, ulaw_encode
 from mediasrv.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
 from mediasrv.errors import ConfigError
 from mediasrv.profiles import PROFILES, Profile
@@ -45,7 +45,6 @@ from mediasrv.providers.soniox.messages import FINALIZE_MIN_GAP_MS, ResultMessag
 from mediasrv.turns import EndOfTurn, FalseStart, TurnDetector, UserPaused, UserResumed, UserStarted
 from mediasrv.vad import VoiceActivityDetector
 
-FRAME_MS: Final = 20
 FRAME_BYTES: Final = 160
 SAMPLE_RATE_HZ: Final = 8000
 JSON_EVENTS: Final = frozenset({"user_started", "user_paused", "user_resumed", "end_of_turn"})

@@ -29,11 +29,11 @@ from typing import Final, Literal
 
 import numpy as np
 
+from mediasrv.codec import FRAME_MS
 from mediasrv.errors import ConfigError
 from mediasrv.tools.turns_tool import read_ulaw_8k
 from mediasrv.vad import EnergyVad, SegmenterConfig, VadBatch, VadModel, VadResult, VoiceActivityDetector
 
-FRAME_MS: Final = 20
 FRAME_BYTES: Final = 160
 
 Engine = Literal["neural", "energy"]

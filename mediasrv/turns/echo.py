@@ -82,11 +82,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
-from mediasrv.codec import ULAW_DECODE_TABLE
+from mediasrv.codec import FRAME_MS, ULAW_DECODE_TABLE
 from mediasrv.errors import CodecError
 
 SAMPLE_RATE_HZ: Final = 8000
-FRAME_MS: Final = 20
 FRAME_SAMPLES: Final = SAMPLE_RATE_HZ * FRAME_MS // 1000
 SAMPLES_PER_MS: Final = SAMPLE_RATE_HZ // 1000
 ENV_BLOCK_SAMPLES: Final = 20

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from mediasrv.codec import FRAME_MS
 from mediasrv.vad.detector import VadHub, VoiceActivityDetector
 from mediasrv.vad.energy import EnergyVad, EnergyVadConfig
 from mediasrv.vad.model import VadBatch, VadModel, default_model
-from mediasrv.vad.segmenter import FRAME_MS, SegmenterConfig, SpeechSegmenter, VadResult
+from mediasrv.vad.segmenter import SegmenterConfig, SpeechSegmenter, VadResult
 
 SAMPLE_RATE_HZ = 8000
 

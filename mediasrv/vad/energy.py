@@ -50,12 +50,11 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from mediasrv.codec import ULAW_DECODE_TABLE
+from mediasrv.codec import FRAME_MS, ULAW_DECODE_TABLE
 from mediasrv.errors import CodecError
 from mediasrv.vad.segmenter import VadResult
 
 SAMPLE_RATE_HZ: Final = 8000
-FRAME_MS: Final = 20
 PITCH_MIN_HZ: Final = 60
 PITCH_MAX_HZ: Final = 400
 _EPS: Final = 1e-9

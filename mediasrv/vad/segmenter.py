@@ -27,9 +27,8 @@ Rules: no I/O, no clock: time is the frame count times ``frame_ms``; one object 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
-FRAME_MS: Final = 20
+from mediasrv.codec import FRAME_MS
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """InboundBuffer: ordering, concealment and bounds, with fake ``now`` values (no clock, no loop).
 
-Grouped by protocols.md 2.1 ("media": order is **not guaranteed**, reorder by ``chunk`` /
+Grouped by docs/providers.md 2.1 ("media": order is **not guaranteed**, reorder by ``chunk`` /
 ``sequence_number``) and 2.3 (inbound frame size undocumented, treat it as variable).
 """
 

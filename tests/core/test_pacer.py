@@ -1,6 +1,6 @@
 """OutboundPacer with a fake clock: framing, pacing, marks and clear accounting.
 
-Grouped by protocols.md 2.2 (media, ``mark`` echoed when the audio before it has played, ``clear``
+Grouped by docs/providers.md 2.2 (media, ``mark`` echoed when the audio before it has played, ``clear``
 drops the queue) and 2.3 (20 ms = 160 bytes of PCMU; Telnyx queues what we send; silence 0xFF).
 """
 

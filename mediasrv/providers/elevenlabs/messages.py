@@ -3,7 +3,7 @@
 Rules:
 
 1. Every JSON object that crosses the ElevenLabs socket is one of the Structs below; no dicts
-   travel between modules (style P7). Messages we *send* forbid unknown fields and omit defaults,
+   travel between modules. Messages we *send* forbid unknown fields and omit defaults,
    so the wire carries only what the caller set.
 2. Messages we *receive* are decoded leniently, once, at the edge. The vendor spells some fields
    two ways and we accept both (docs/providers.md 4.1/4.2):

@@ -38,7 +38,7 @@ Rules:
    characters were voiced; it resumes at the start of the word being spoken and skips the audio
    of that word already delivered. Without alignment it resends the whole text and skips as
    much audio as it had already delivered. Either way the caller sees one continuous reply.
-7. Time is an input (style P2): every entry point that needs it takes ``now`` (monotonic
+7. Time is an input: every entry point that needs it takes ``now`` (monotonic
    seconds). TTFB is ``first audio now - first text now`` per context. Keepalives follow
    ``next_deadline()`` / ``handle_timer(now)``.
 
@@ -427,7 +427,7 @@ class ElevenLabsStream:
         """Feed one server frame; then call ``events_received()``.
 
         Never raises for bad input: a frame we cannot parse becomes a ``TtsError`` event and
-        is recorded in ``last_protocol_error`` (style P1).
+        is recorded in ``last_protocol_error`` (a protocol error is data, not a crash).
         """
         try:
             msg = decode_server_message(data)

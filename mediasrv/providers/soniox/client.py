@@ -1,6 +1,6 @@
 """SonioxClient: asyncio shell over one Soniox real-time STT stream (``websockets`` client).
 
-Rules (``style.md`` P4/P5/P8):
+Rules (``docs/architecture.md``, "Rules"):
 
 * The client moves bytes: audio frames out, server frames into ``TranscriptAssembler``; every
   transcript decision lives in that core (``stream.py``).

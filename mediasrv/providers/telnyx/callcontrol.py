@@ -1,8 +1,9 @@
 """Telnyx Call Control v2 REST client (shell): answer, hangup, streaming, transfer, playback, dial.
 
-Thin by design (style P5): it turns keyword arguments into a command Struct, POSTs it to
-``{base_url}/calls/{call_control_id}/actions/{verb}`` with ``Authorization: Bearer``, and
-translates failures into the :mod:`mediasrv.errors` tree. No call state lives here.
+Thin by design (the protocol lives in the message types): it turns keyword arguments into a
+command Struct, POSTs it to ``{base_url}/calls/{call_control_id}/actions/{verb}`` with
+``Authorization: Bearer``, and translates failures into the :mod:`mediasrv.errors` tree. No
+call state lives here.
 
 Rules:
 
@@ -386,7 +387,7 @@ class CallControlClient:
         session: an aiohttp session to share; when ``None`` the client opens (and closes) its own.
         timeouts: per-request timeouts.
         retry: retry policy for 429 / 5xx / timeouts / connection errors.
-        rng: randomness for ``command_id`` values and backoff jitter (style P2).
+        rng: randomness for ``command_id`` values and backoff jitter (injected, as time is: tests replay it).
     """
 
     def __init__(
