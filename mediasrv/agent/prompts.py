@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, Literal
+
+import msgspec
 
 from mediasrv.agent.config import Transition, Variable
 
@@ -67,8 +69,25 @@ Message = dict[str, object]
 """One OpenAI-style chat message, as the LLM clients take it."""
 
 
+class Line(msgspec.Struct, frozen=True):
+    """One line of the conversation: who spoke and the words the other side got.
+
+    Attributes:
+        role: ``user`` (the caller, as committed) or ``assistant`` (the agent, as heard: after
+            a barge-in only the words played before it).
+    """
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
 class ConversationMemory:
-    """The call's history as the prompts see it: a verbatim window plus a running summary.
+    """The call's one history: every line said, as heard; a verbatim window plus a running summary.
+
+    Both kinds of prompt read it (a plain reply: :meth:`window`; a call-flow turn: window and
+    :meth:`summary`), the echo filter reads the agent's recent lines from it. Lines are added
+    when they are final: the caller's when the turn is committed, the agent's when its
+    utterance was played to the end, cut by a barge-in, or dropped.
 
     Args:
         window_turns: exchanges (a caller line plus the agent's answer) kept verbatim.
@@ -76,7 +95,7 @@ class ConversationMemory:
 
     def __init__(self, window_turns: int = 12) -> None:
         self.window_turns = max(1, window_turns)
-        self._messages: list[Message] = []
+        self._lines: list[Line] = []
         self._quotes: list[str] = []
         self._older_exchanges = 0
 
@@ -88,9 +107,18 @@ class ConversationMemory:
         """Record what the agent said (after a barge-in: only the words the caller heard)."""
         self._append("assistant", text)
 
+    @property
+    def lines(self) -> list[Line]:
+        """The lines in the window, oldest first (consecutive lines of one speaker merged)."""
+        return list(self._lines)
+
     def window(self) -> list[Message]:
-        """The verbatim messages, oldest first (a copy)."""
-        return [dict(m) for m in self._messages]
+        """The verbatim messages, oldest first (new dicts: a request may not change the memory)."""
+        return [{"role": line.role, "content": line.text} for line in self._lines]
+
+    def recent_agent(self, lines: int) -> list[str]:
+        """The agent's words among the last ``lines`` lines (the echo filter's reference)."""
+        return [line.text for line in self._lines[-lines:] if line.role == "assistant"]
 
     def summary(self) -> str:
         """One short paragraph about the exchanges that left the window ("" when none did)."""
@@ -99,23 +127,23 @@ class ConversationMemory:
         said = "; ".join(f'"{q}"' for q in self._quotes)
         return f"{self._older_exchanges} earlier exchanges. The caller said: {said}."
 
-    def _append(self, role: str, text: str) -> None:
+    def _append(self, role: Literal["user", "assistant"], text: str) -> None:
         text = text.strip()
         if not text:
             return
-        if self._messages and self._messages[-1]["role"] == role:
-            self._messages[-1]["content"] = f"{self._messages[-1]['content']} {text}"
+        if self._lines and self._lines[-1].role == role:
+            self._lines[-1] = Line(role, f"{self._lines[-1].text} {text}")
         else:
-            self._messages.append({"role": role, "content": text})
+            self._lines.append(Line(role, text))
         self._trim()
 
     def _trim(self) -> None:
         limit = 2 * self.window_turns
-        while len(self._messages) > limit:
-            dropped = self._messages.pop(0)
-            if dropped["role"] == "user":
+        while len(self._lines) > limit:
+            dropped = self._lines.pop(0)
+            if dropped.role == "user":
                 self._older_exchanges += 1
-                self._quotes.append(_clip(str(dropped["content"]), SUMMARY_QUOTE_WORDS))
+                self._quotes.append(_clip(dropped.text, SUMMARY_QUOTE_WORDS))
                 del self._quotes[:-SUMMARY_QUOTES]
 
 

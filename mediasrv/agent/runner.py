@@ -207,7 +207,6 @@ class AgentRunner:
         self._stall: asyncio.TimerHandle | None = None
         self._stall_owed = 0
         """Silent frames the stall watch put in for time the stream may still deliver late."""
-        self.history: list[dict[str, Any]] = []
         self.audio_ms = 0
         self.turn_index = 0
         self.timeline: TurnTimeline | None = None
@@ -288,8 +287,6 @@ class AgentRunner:
                 greeting.on_complete_audio = lambda audio: cache.put(self.config, audio)
             greeting.start_fixed(self.config.greeting)
             self.utter(greeting)
-        if greeting is not None:
-            self.history.append({"role": "assistant", "content": self.config.greeting})
         if self.flow is not None:
             self.actions.flow_call(self.flow.start)
             if greeting is not None and self.flow.state is fl.FlowState.LISTENING:
@@ -604,14 +601,13 @@ class AgentRunner:
     def _is_text_echo(self, ev: SttText) -> bool:
         """The platform's text filter: words the STT hears while we talk that are our own."""
         heard = (ev.final_delta + ev.nonfinal).strip()
-        recent = [m["content"] for m in self.history[-4:] if m.get("role") == "assistant"]
+        recent = self.memory.recent_agent(4)
         if self.speaking is not None and self.speaking.text_sent:
             recent.append(self.speaking.text_sent)
         return bool(heard) and text_is_echo(heard, recent)
 
     def answer(self, reply: Reply, text: str) -> None:
         """Make ``reply`` the utterance playing now (a new turn supersedes anything still queued)."""
-        self.history.append({"role": "user", "content": text})
         previous = self.speaking
         for queued in self.queued:
             self.spawn(queued.cancel())
@@ -623,12 +619,11 @@ class AgentRunner:
         self.supervisor.on_reply_started(self.audio_ms)
         reply.commit()
         if reply.task is not None:
-            reply.task.add_done_callback(lambda _t: self._remember_reply(reply))
+            reply.task.add_done_callback(lambda _t: self._note_reply_text(reply))
 
-    def _remember_reply(self, reply: Reply) -> None:
+    def _note_reply_text(self, reply: Reply) -> None:
         if not reply.cancelled and reply.text_sent:
             reply.timeline.reply = reply.text_sent
-            self.history.append({"role": "assistant", "content": reply.text_sent})
 
     def _on_overlap_started(self, now: float) -> None:
         """Caller voice over the agent: silence the agent in this same frame, decide later."""
@@ -656,16 +651,11 @@ class AgentRunner:
         self.counters.barge_ins += 1
         reply.timeline.barge_in = True
         reply.interrupted = True
-        heard = reply.heard_text(reply.heard_ms)
         self.speaking = None
         for queued in self.queued:
             self.spawn(queued.cancel())
         self.queued.clear()
-        last = self.history[-1] if self.history else None
-        if last is not None and last.get("role") == "assistant" and last.get("content") == reply.text_sent:
-            self.history[-1] = {"role": "assistant", "content": heard}
-        elif heard:
-            self.history.append({"role": "assistant", "content": heard})
+        self.flush_heard()  # the memory keeps what the caller heard of it, and no more
         flow, plan = self.flow, reply.plan
         if flow is not None and plan is not None and not reply.text_complete:
             # The reply will not finish: its turn settles now, so the side result can still land.

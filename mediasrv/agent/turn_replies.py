@@ -88,7 +88,7 @@ class TurnReplies:
 
     def _messages(self, user_text: str) -> list[dict[str, Any]]:
         config = self.runner.config
-        window = self.runner.history[-2 * config.history_turns :]
+        window = self.runner.memory.window()
         system = config.system_prompt
         knowledge = self.knowledge(user_text)
         if knowledge:
@@ -253,8 +253,6 @@ class TurnReplies:
         self._record_caller(text)
         if reply is not None:
             run.answer(reply, text)
-        else:
-            run.history.append({"role": "user", "content": text})
 
     def _play_hit(self, spec: Reply, text: str, tl: TurnTimeline) -> None:
         """The speculation guessed the turn: commit its flow turn and play it."""
