@@ -69,7 +69,7 @@ class FlowActions:
     def turn_text_done(self, reply: Reply, text: str | None) -> None:
         """A turn's reply streamed to its end (or failed): tell the flow."""
         run = self.runner
-        if reply.cancelled or reply.plan is None or run.flow is None or run.planner is None:
+        if reply.stopped or reply.plan is None or run.flow is None or run.planner is None:
             return
         plan, flow, planner = reply.plan, run.flow, run.planner
         self.perform(self.flow_try(lambda: planner.finish_reply(flow, plan, text)))
@@ -206,20 +206,20 @@ class FlowActions:
     def fixed_text_done(self, reply: Reply, text: str | None) -> None:
         """A flow utterance (fixed text or flow reply) has all its text: the flow may go on."""
         flow = self.runner.flow
-        if flow is not None and not reply.cancelled:
+        if flow is not None and not reply.stopped:
             self.flow_call(flow.on_reply_done)
 
     def _replace_reply(self, turn_id: int) -> None:
         """The turn's reply is wrong for the node just entered: stop it; the next action replaces it."""
         run = self.runner
         for reply in (run.speaking, run.speculation, *run.queued):
-            if reply is None or reply.plan is None or reply.plan.turn_id != turn_id or reply.cancelled:
+            if reply is None or reply.plan is None or reply.plan.turn_id != turn_id or reply.stopped:
                 continue
             run.counters.replaced_replies += 1
             if reply is run.speaking and run.call is not None:
                 played = run.call.clear().played_ms if reply.queued_upto else 0.0
                 reply.pause(played)
-                reply.interrupted = True
+                reply.interrupt()
                 run.speaking = None
             if reply is run.speculation:
                 run.speculation = None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from mediasrv.agent.clauses import ClauseSplitter
 from mediasrv.agent.planner import LLMRequest, TurnPlan
 from mediasrv.agent.ports import LlmDelta, TtsAudio
+from mediasrv.agent.utterance import UtteranceLife, UtteranceState, UtteranceTrigger
 from mediasrv.errors import ProviderRejected
 from mediasrv.providers.llm.say import SayExtractor
 from mediasrv.timing import TurnTimeline
@@ -68,8 +69,9 @@ class Reply:
         self.report = report
         self.synthetic = context_id is not None
         self.context_id = context_id if context_id is not None else runner.tts.new_context()
-        self.committed = False
-        self.cancelled = False
+        self.life = UtteranceLife()
+        """Held, live, paused, interrupted or cancelled (:mod:`mediasrv.agent.utterance`)."""
+        self._closed = False  # the LLM stream and the TTS context were stopped
         self.done = False
         self.finished = False
         """All audio handed to the pacer (set by :meth:`AgentRunner.finish_utterance`)."""
@@ -80,8 +82,6 @@ class Reply:
         """Every byte of this reply's audio (8 kHz mu-law), so a paused reply can resume."""
         self.queued_upto = 0
         """How much of ``audio`` has been handed to the pacer."""
-        self.paused = False
-        self.interrupted = False
         self.heard_ms = 0.0
         self.first_queued = False
         self.greeting = False
@@ -183,9 +183,29 @@ class Reply:
         self.text_sent += piece
         await self.runner.tts.send_text(self.context_id, piece)
 
+    @property
+    def committed(self) -> bool:
+        """Released to the caller at least once."""
+        return self.life.committed
+
+    @property
+    def paused(self) -> bool:
+        """Stopped by caller voice over it, the rest kept for :meth:`resume`."""
+        return self.life.state is UtteranceState.PAUSED
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped for good by a barge-in or a replacement; the caller heard part of it."""
+        return self.life.state is UtteranceState.INTERRUPTED
+
+    @property
+    def stopped(self) -> bool:
+        """Nothing more of it will play (interrupted or cancelled)."""
+        return self.life.stopped
+
     def on_audio(self, chunk: TtsAudio) -> None:
         """A TTS chunk for this reply arrived: keep it, and play it if the reply is live."""
-        if self.cancelled:
+        if self.stopped:
             return
         self.timeline.stamp("tts_ttfb", chunk.at)
         self.audio += chunk.ulaw
@@ -197,23 +217,23 @@ class Reply:
         if self.done:
             return
         self.done = True
-        if not self.cancelled:
+        if not self.stopped:
             self.timeline.stamp("tts_done", asyncio.get_running_loop().time())
-        if self.on_complete_audio is not None and not self.cancelled:
+        if self.on_complete_audio is not None and not self.stopped:
             self.on_complete_audio(bytes(self.audio))
-        if self.committed and not self.cancelled and not self.paused:
+        if self.life.state is UtteranceState.LIVE:
             self.runner.finish_utterance(self)
 
     def commit(self) -> None:
         """Release held audio and play the rest as it comes."""
-        self.committed = True
+        self.life.fire(UtteranceTrigger.COMMIT)
         self._play_rest()
         if self.done:
             self.runner.finish_utterance(self)
 
     def pause(self, played_ms: float) -> None:
         """The caller started talking over us: stop here, keep the rest for :meth:`resume`."""
-        self.paused = True
+        self.life.fire(UtteranceTrigger.PAUSE)
         # Resume a little before the cut, on a frame boundary, so the listener re-catches the word.
         played = int(played_ms) * ULAW_BYTES_PER_MS
         self.queued_upto = max(0, (played - RESUME_REWIND_BYTES) // 160 * 160)
@@ -221,9 +241,9 @@ class Reply:
 
     def resume(self) -> None:
         """A false interruption: play on from where we paused."""
-        if not self.paused or self.cancelled:
+        if not self.paused:
             return
-        self.paused = False
+        self.life.fire(UtteranceTrigger.RESUME)
         self._play_rest()
         if self.done:
             self.runner.finish_utterance(self)
@@ -238,11 +258,17 @@ class Reply:
         """Milliseconds of audio the TTS produced for this reply so far."""
         return len(self.audio) / ULAW_BYTES_PER_MS
 
+    def interrupt(self) -> None:
+        """Stopped for good after part of it was heard (a barge-in, a replacement)."""
+        self.life.fire(UtteranceTrigger.INTERRUPT)
+
     async def cancel(self) -> None:
-        """Stop the LLM stream and the TTS context; drop held audio."""
-        if self.cancelled:
+        """Stop the LLM stream and the TTS context; drop held audio (an interrupted reply keeps
+        what was heard)."""
+        if self._closed:
             return
-        self.cancelled = True
+        self._closed = True
+        self.life.fire(UtteranceTrigger.CANCEL)
         if self.task is not None and not self.task.done():
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -263,7 +289,7 @@ class Reply:
         """What the caller heard of this utterance (all of it unless it was interrupted or dropped)."""
         if self.interrupted:
             return self.heard_text(self.heard_ms)
-        return "" if self.cancelled else self.text_sent.strip()
+        return "" if self.life.state is UtteranceState.CANCELLED else self.text_sent.strip()
 
 
 def _is_4xx(status: int | None) -> bool:

@@ -527,7 +527,7 @@ class AgentRunner:
     def utter(self, reply: Reply) -> None:
         """Play ``reply`` now, or after the utterance playing (fixed texts queue; they never overlap)."""
         current = self.speaking
-        if current is None or current.cancelled or current.finished:
+        if current is None or current.stopped or current.finished:
             self.speaking = reply
             self._unheard.append(reply)
             reply.commit()
@@ -622,7 +622,7 @@ class AgentRunner:
             reply.task.add_done_callback(lambda _t: self._note_reply_text(reply))
 
     def _note_reply_text(self, reply: Reply) -> None:
-        if not reply.cancelled and reply.text_sent:
+        if not reply.stopped and reply.text_sent:
             reply.timeline.reply = reply.text_sent
 
     def _on_overlap_started(self, now: float) -> None:
@@ -650,7 +650,7 @@ class AgentRunner:
             reply.pause(self.call.clear().played_ms)
         self.counters.barge_ins += 1
         reply.timeline.barge_in = True
-        reply.interrupted = True
+        reply.interrupt()
         self.speaking = None
         for queued in self.queued:
             self.spawn(queued.cancel())
@@ -688,7 +688,7 @@ class AgentRunner:
         """Move what the caller heard of the finished utterances into the memory and the records."""
         keep: list[Reply] = []
         for reply in self._unheard:
-            if not (reply.cancelled or reply.interrupted or reply.done or self.closed):
+            if not (reply.stopped or reply.done or self.closed):
                 keep.append(reply)  # still being written: its text is not final
                 continue
             text = reply.spoken()

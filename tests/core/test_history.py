@@ -13,6 +13,7 @@ from mediasrv.agent.config import AgentConfig
 from mediasrv.agent.prompts import ConversationMemory, Line
 from mediasrv.agent.reply import Reply
 from mediasrv.agent.runner import AgentRunner
+from mediasrv.agent.utterance import UtteranceTrigger
 from mediasrv.timing import TurnTimeline
 
 
@@ -58,7 +59,7 @@ async def test_a_barge_in_leaves_only_the_words_the_caller_heard() -> None:
     reply = Reply(runner, TurnTimeline("c1", 1), prompt_text="hi", speculative=False, context_id="r1")
     reply.text_sent = "one two three four five six seven eight"
     reply.audio += b"\xff" * 8000  # 1000 ms of audio, half of it played when the caller cut in
-    reply.committed = True
+    reply.life.fire(UtteranceTrigger.COMMIT)  # live (its audio went out through a real call)
     runner.speaking = reply
     runner._unheard.append(reply)
     runner._on_barge_in(0.0)
