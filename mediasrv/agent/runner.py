@@ -69,6 +69,7 @@ import msgspec
 from mediasrv.agent import flow as fl
 from mediasrv.agent.actions import FlowActions
 from mediasrv.agent.config import AgentConfig
+from mediasrv.agent.conversation import ReplyPolicy
 from mediasrv.agent.counters import CallCounters
 from mediasrv.agent.failures import ProviderFailures
 from mediasrv.agent.greeting import GreetingCache
@@ -239,6 +240,8 @@ class AgentRunner:
         self.greeting_first_frame_ms: float | None = None
         """``start`` received -> first greeting frame sent to Telnyx."""
         self.kb_ms_max = 0.0
+        self.policy = ReplyPolicy(speculative=config.speculative)
+        """Speculate, keep, drop, answer: the reply decisions (sans-I/O)."""
         # collaborators
         self.turn_replies = TurnReplies(self)
         self.actions = FlowActions(self)

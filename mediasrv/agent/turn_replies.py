@@ -1,21 +1,17 @@
-"""From the caller's turn to the agent's reply: speculate at a pause, commit at the end of turn.
+"""From the caller's turn to the agent's reply: the shell that carries out the reply decisions.
 
 :class:`TurnReplies` belongs to one :class:`~mediasrv.agent.runner.AgentRunner` and acts on its
-turn events (the runner dispatches them). Rules:
+turn events (the runner dispatches them). What to do (finalize, speculate, keep or drop the
+speculation, answer afresh) is decided by the call's
+:class:`~mediasrv.agent.conversation.ReplyPolicy` (sans-I/O, rules in its module docs); this
+class gathers the policy's inputs and carries out its commands:
 
-* ``user_paused`` asks the STT to finalize (at most every ``FINALIZE_MIN_GAP_MS`` of audio) and
-  starts a speculative reply from the partial text, if that text already holds the last speech
-  (else it starts when the STT catches up: a reply to stale words would surely be dropped);
-  fresher words restart it (once the silence reaches the pause point of the new words: a
-  reply to "I'm calling about the bill I" waits longer than one to "... last week."), and while
-  the caller still seems to talk a transcript that reads as a finished sentence starts one too.
-* ``end_of_turn`` commits: a speculation started on the same text (after normalising) is a hit
-  and plays; otherwise it is a miss, cancelled, and a reply starts from the final text.
-* A reply is planned in one of two ways: plain (system prompt, knowledge, history window) or
+* a reply is planned in one of two ways: plain (system prompt, knowledge, history window) or
   through the call flow's :class:`~mediasrv.agent.planner.TurnPlanner` (its side call and
   actions go to :class:`~mediasrv.agent.actions.FlowActions`). A speculative flow turn is
-  begun uncommitted and committed or abandoned with its speculation.
-* Nothing here plays audio: a committed reply goes to :meth:`AgentRunner.answer`.
+  begun uncommitted and committed or abandoned with its speculation;
+* each turn's timeline is stamped here (pause, end of turn, VAD end, STT final);
+* nothing here plays audio: a committed reply goes to :meth:`AgentRunner.answer`.
 """
 
 from __future__ import annotations
@@ -26,13 +22,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mediasrv.agent import flow as fl
-from mediasrv.agent.clauses import normalise
+from mediasrv.agent.conversation import Answer, Command, DropSpeculation, Finalize, PlaySpeculation, Speculate
 from mediasrv.agent.planner import LLMRequest
 from mediasrv.agent.reply import Reply
 from mediasrv.errors import FlowError
-from mediasrv.providers.soniox.messages import FINALIZE_MIN_GAP_MS
 from mediasrv.timing import TurnTimeline
-from mediasrv.turns import Completeness, EndOfTurn, TurnState, UserPaused, assess_completeness
+from mediasrv.turns import EndOfTurn, UserPaused
 
 if TYPE_CHECKING:
     from mediasrv.agent.runner import AgentRunner
@@ -52,7 +47,6 @@ class TurnReplies:
 
     def __init__(self, runner: AgentRunner) -> None:
         self.runner = runner
-        self._last_finalize_ms = -FINALIZE_MIN_GAP_MS
         self._final_pending: TurnTimeline | None = None  # committed before its final transcript
 
     def on_stt_final(self, at: float) -> None:
@@ -141,64 +135,71 @@ class TurnReplies:
         run = self.runner
         tl = self._new_timeline(now)
         tl.stamp("user_paused", now, overwrite=True)  # the pause that led to the end
-        # Soniox: "do not send [finalize] more than every few seconds". The detector asks for it
-        # once per pause, after the first 120 ms of silence (UserPaused.finalize).
-        if ev.finalize and run.audio_ms - self._last_finalize_ms >= FINALIZE_MIN_GAP_MS:
-            self._last_finalize_ms = run.audio_ms
-            run.stt.finalize()
-        text = getattr(ev, "text", "") or ""
-        spec = run.speculation
-        if spec is not None and normalise(spec.prompt_text) == normalise(text):
-            return  # already speculating on these words (a finished sentence started it)
-        self.drop_speculation()
-        if self._may_speculate(text) and run.turns.text_is_current:
-            run.speculation = self._start_turn(tl, text, speculative=True)
-        # Stale text (the STT has not caught up with the last speech): a reply to it would
-        # surely be dropped. The speculation starts when the words land (refresh_speculation).
-
-    def _may_speculate(self, text: str) -> bool:
-        run = self.runner
-        return (
-            run.config.speculative
-            and bool(text.strip())
-            and not run.supervisor.hold_replies
-            and not run.failures.failed
+        self._carry_out(
+            run.policy.paused(
+                text=ev.text,
+                finalize=ev.finalize,
+                audio_ms=run.audio_ms,
+                speculating_on=self._speculating_on(),
+                may_speak=self._may_speak(),
+                text_is_current=run.turns.text_is_current,
+            ),
+            now,
         )
 
-    def refresh_speculation(self) -> None:
-        """Keep the speculative reply on the freshest words (early kick-off on partials).
+    def _speculating_on(self) -> str | None:
+        spec = self.runner.speculation
+        return None if spec is None else spec.prompt_text
 
-        During a pause, new words restart the speculation on the fresher text. While the VAD
-        still hears the caller (line noise can hold it on after the last word), a transcript
-        that already reads as a finished sentence starts one too; words that make it
-        unfinished again drop it. Nothing speculative plays before the end of turn.
-        """
+    def _may_speak(self) -> bool:
         run = self.runner
-        state = run.turns.state
-        spec = run.speculation
-        text = run.turns.turn_text
-        if state is TurnState.USER_PAUSED:
-            if spec is not None and normalise(text) == normalise(spec.prompt_text):
-                return
-            self.drop_speculation()  # its words are out of date whatever comes next
-            turns = run.turns
-            if run.timeline is None or not self._may_speculate(text):
-                return
-            if turns.text_is_current and turns.speculation_due:
-                run.speculation = self._start_turn(run.timeline, text, speculative=True)
-            # else: less finished words ("... the bill I") wait for their own, later pause point,
-            # where the detector sends UserPaused again.
-            return
-        if state not in (TurnState.USER_SPEAKING, TurnState.USER_PAUSING):
-            return
-        if spec is not None and normalise(text) == normalise(spec.prompt_text):
-            return
-        finished = bool(text.strip()) and assess_completeness(text).verdict is Completeness.COMPLETE
-        if spec is not None:
-            self.drop_speculation()
-        if finished and self._may_speculate(text):
-            tl = self._new_timeline(asyncio.get_running_loop().time())
-            run.speculation = self._start_turn(tl, text, speculative=True)
+        return not run.supervisor.hold_replies and not run.failures.failed
+
+    def refresh_speculation(self) -> None:
+        """Keep the speculative reply on the freshest words (early kick-off on partials)."""
+        run = self.runner
+        turns = run.turns
+        self._carry_out(
+            run.policy.words(
+                state=turns.state,
+                text=turns.turn_text,
+                speculating_on=self._speculating_on(),
+                may_speak=self._may_speak(),
+                text_is_current=turns.text_is_current,
+                speculation_due=turns.speculation_due,
+                turn_open=run.timeline is not None,
+            ),
+            None,
+        )
+
+    def _carry_out(self, commands: list[Command], now: float | None, tl: TurnTimeline | None = None) -> None:
+        """Do what the policy decided (the shell's half of :mod:`mediasrv.agent.conversation`)."""
+        run = self.runner
+        for cmd in commands:
+            if isinstance(cmd, Finalize):
+                run.stt.finalize()
+            elif isinstance(cmd, DropSpeculation):
+                spec, run.speculation = run.speculation, None
+                if spec is not None and cmd.miss:
+                    run.counters.speculative_misses += 1
+                    if tl is not None:
+                        tl.speculative = "miss"
+                    run.actions.abandon(spec.plan)
+                    run.spawn(spec.cancel())
+                else:
+                    self._drop_speculation_of(spec)
+            elif isinstance(cmd, Speculate):
+                timeline = self._new_timeline(asyncio.get_running_loop().time() if now is None else now)
+                run.speculation = self._start_turn(timeline, cmd.text, speculative=True)
+            elif isinstance(cmd, PlaySpeculation):
+                spec, run.speculation = run.speculation, None
+                if spec is not None and tl is not None:
+                    self._play_hit(spec, tl.text, tl)
+            elif isinstance(cmd, Answer) and tl is not None:
+                reply = self._start_turn(tl, cmd.text, speculative=False)  # memory before this turn
+                self._record_caller(cmd.text)
+                if reply is not None:
+                    run.answer(reply, cmd.text)
 
     def drop_speculation(self) -> None:
         """Cancel the speculative reply, if any (counted)."""
@@ -230,29 +231,17 @@ class TurnReplies:
         if not text.strip() and spec is None:
             return  # a wordless turn (noise the VAD took for speech): nothing to answer
         run.counters.turns += 1
-        run.speculation = None
         run.supervisor.on_turn_committed(run.audio_ms)
-        if run.supervisor.hold_replies:  # a machine answered: say nothing until the message
-            self._drop_speculation_of(spec)
+        hold = run.supervisor.hold_replies  # a machine answered: say nothing until the message
+        self._carry_out(
+            run.policy.end_of_turn(
+                text=text, speculating_on=self._speculating_on(), hold=hold, failed=bool(run.failures.failed)
+            ),
+            now,
+            tl,
+        )
+        if hold:
             run.supervise()
-            return
-        if run.failures.failed:  # a provider refused the call: its fallback line is the last word
-            self._drop_speculation_of(spec)
-            return
-        if spec is not None and normalise(spec.prompt_text) == normalise(text):
-            self._play_hit(spec, text, tl)
-            return
-        if spec is not None:
-            run.counters.speculative_misses += 1
-            tl.speculative = "miss"
-            run.actions.abandon(spec.plan)
-            run.spawn(spec.cancel())
-        if not text.strip():
-            return
-        reply = self._start_turn(tl, text, speculative=False)  # plans with the memory before this turn
-        self._record_caller(text)
-        if reply is not None:
-            run.answer(reply, text)
 
     def _play_hit(self, spec: Reply, text: str, tl: TurnTimeline) -> None:
         """The speculation guessed the turn: commit its flow turn and play it."""
