@@ -14,10 +14,10 @@ import random
 
 from mediasrv.agent.config import AgentConfig, load_agent
 from mediasrv.agent.service import AgentService, Endpoints, endpoints_from_env
-from mediasrv.emulators.elevenlabs import ElevenLabsEmulator
-from mediasrv.emulators.llm import LLMEmulator
-from mediasrv.emulators.soniox import SonioxEmulator
 from mediasrv.errors import ConfigError
+from mediasrv.lab.emulators.elevenlabs import ElevenLabsEmulator
+from mediasrv.lab.emulators.llm import LLMEmulator
+from mediasrv.lab.emulators.soniox import SonioxEmulator
 from mediasrv.profiles import Profile, get_profile
 from mediasrv.server import MEDIA_PATH, Daemon, ServerConfig, serve
 

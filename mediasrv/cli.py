@@ -95,13 +95,13 @@ def _setup_logging(verbose: int) -> None:
 
 async def _emulate(name: str, profile: str, host: str, port: int) -> None:
     if name == "soniox":
-        from mediasrv.emulators import soniox as mod
+        from mediasrv.lab.emulators import soniox as mod
     elif name == "elevenlabs":
-        from mediasrv.emulators import elevenlabs as mod  # type: ignore[no-redef]
+        from mediasrv.lab.emulators import elevenlabs as mod  # type: ignore[no-redef]
     elif name == "openai":
-        from mediasrv.emulators import llm as mod  # type: ignore[no-redef]
+        from mediasrv.lab.emulators import llm as mod  # type: ignore[no-redef]
     else:
-        from mediasrv.emulators import telnyx as mod  # type: ignore[no-redef]
+        from mediasrv.lab.emulators import telnyx as mod  # type: ignore[no-redef]
     await mod.serve(profile, host, port)
 
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     if args.command == "demo":
-        from mediasrv.demo import DemoOptions, run_demo
+        from mediasrv.lab.demo import DemoOptions, run_demo
 
         opts = DemoOptions(
             profile=args.profile,

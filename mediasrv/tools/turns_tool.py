@@ -10,7 +10,7 @@ stream delivers. Each frame, in audio time (``t_ms`` = end of the frame), goes t
 :class:`~mediasrv.turns.TurnDetector`.
 
 With ``--labels`` (a corpus ``labels.json``; the entry whose ``file`` is the WAV's name), the
-text side comes from the Soniox emulator core (:class:`~mediasrv.emulators.soniox_script.SonioxScript`)
+text side comes from the Soniox emulator core (:class:`~mediasrv.lab.emulators.soniox_script.SonioxScript`)
 scripted with that entry and the named latency profile, fed the same frames: its results reach
 the detector as ``on_tokens``/``on_endpoint`` at the audio time they are produced, and a
 ``UserPaused`` sends ``finalize`` whose ``<fin>`` answer arrives ``stt_finalize_ms`` later, as
@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from mediasrv.codec import Resampler, ulaw_encode
-from mediasrv.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
 from mediasrv.errors import ConfigError
+from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
 from mediasrv.profiles import PROFILES, Profile
 from mediasrv.providers.soniox.messages import FINALIZE_MIN_GAP_MS, ResultMessage
 from mediasrv.turns import EndOfTurn, FalseStart, TurnDetector, UserPaused, UserResumed, UserStarted

@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from mediasrv.corpus import DEMO_CORPUS
-from mediasrv.demo import Demo, DemoOptions
-from mediasrv.emulators.hosting import listen
+from mediasrv.lab.demo import Demo, DemoOptions
+from mediasrv.lab.emulators.hosting import listen
 from mediasrv.records import RecordReader
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,6 @@
+"""The lab: everything that stands in for the outside world, kept apart from the product.
+
+* :mod:`mediasrv.lab.emulators`: wire-compatible local Telnyx (Call Control, webhooks and the
+  simulated caller), Soniox, ElevenLabs and OpenAI/Anthropic servers with latency profiles;
+* :mod:`mediasrv.lab.demo`: ``mediasrv demo``, the daemon against the emulators and a caller.
+"""
