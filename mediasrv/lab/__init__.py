@@ -2,5 +2,7 @@
 
 * :mod:`mediasrv.lab.emulators`: wire-compatible local Telnyx (Call Control, webhooks and the
   simulated caller), Soniox, ElevenLabs and OpenAI/Anthropic servers with latency profiles;
+* :mod:`mediasrv.lab.emulated`: those emulators started in-process as agent-mode providers
+  (``serve --emulate`` and the demo);
 * :mod:`mediasrv.lab.demo`: ``mediasrv demo``, the daemon against the emulators and a caller.
 """

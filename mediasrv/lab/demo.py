@@ -29,8 +29,8 @@ import msgspec
 
 from mediasrv.agent.config import AgentConfig, load_agent
 from mediasrv.agent.service import AgentService
-from mediasrv.agent_mode import EmulatedProviders
 from mediasrv.corpus import Utterance, load_labels, read_wav_ulaw
+from mediasrv.lab.emulated import EmulatedProviders
 from mediasrv.lab.emulators.caller import SimulatedCaller
 from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SttScript
 from mediasrv.lab.emulators.telnyx import TelnyxEmulator
