@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from bench.baselines import SileroStream, silero_available  # noqa: E402
 from mediasrv.codec import array_to_ulaw  # noqa: E402
 from mediasrv.corpus import dev_corpus  # noqa: E402
+from mediasrv.lab.scripted_stt import ScriptedStt  # noqa: E402
 from mediasrv.profiles import PROFILES, Profile  # noqa: E402
-from mediasrv.tools.turns_tool import ScriptedStt  # noqa: E402
 from mediasrv.turns import EndOfTurn, TurnConfig, TurnDetector, UserPaused, UserResumed  # noqa: E402
 from mediasrv.vad import EnergyVad, SegmenterConfig, VadResult, VoiceActivityDetector  # noqa: E402
 

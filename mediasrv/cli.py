@@ -2,9 +2,9 @@
 
 Each sub-command is a thin wrapper; the work lives in the modules it names.
 
-The lab commands (``demo``, ``emulate``, ``serve --emulate``) import :mod:`mediasrv.lab`
-inside the function that runs them (:func:`_demo`, :func:`_emulate`, :func:`_serve`), so the
-product commands never load it.
+The lab commands (``demo``, ``emulate``, ``serve --emulate``, ``turns --labels``) import
+:mod:`mediasrv.lab` inside the function that runs them (:func:`_demo`, :func:`_emulate`,
+:func:`_serve`, :func:`_turns`), so the product commands never load it.
 """
 
 from __future__ import annotations
@@ -136,10 +136,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _turns(args: argparse.Namespace) -> int:
-    """``mediasrv turns``: the VAD and the turn detector over a recording."""
+    """``mediasrv turns``: with ``--labels``, the lab's scripted STT plays the text side."""
     from mediasrv.tools.turns_tool import main as turns_main
 
-    return turns_main(args)
+    if args.labels is None:
+        return turns_main(args)
+    from mediasrv.lab.scripted_stt import ScriptedStt
+
+    return turns_main(args, scripted_stt=ScriptedStt)
 
 
 def _demo(args: argparse.Namespace) -> int:
