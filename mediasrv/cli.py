@@ -4,7 +4,8 @@ Each sub-command is a thin wrapper; the work lives in the modules it names.
 
 The lab commands (``demo``, ``emulate``, ``serve --emulate``, ``turns --labels``) import
 :mod:`mediasrv.lab` inside the function that runs them (:func:`_demo`, :func:`_emulate`,
-:func:`_serve`, :func:`_turns`), so the product commands never load it.
+:func:`_serve`, :func:`_turns`), so the product commands never load it; ``tests/test_layers.py``
+holds that list.
 """
 
 from __future__ import annotations

@@ -9,5 +9,5 @@
   ``mediasrv turns --labels``.
 
 Rule: the product (every other module of :mod:`mediasrv`) never imports the lab. The CLI's lab
-commands import it inside the function that runs them.
+commands import it inside the function that runs them; ``tests/test_layers.py`` checks both.
 """
