@@ -2,7 +2,7 @@
 
 Everything runs on 127.0.0.1 in one event loop: the Soniox, ElevenLabs, LLM and Telnyx emulators
 and the daemon in agent mode, started exactly as ``mediasrv demo`` starts them
-(:class:`~mediasrv.demo.Demo`), with a :class:`~mediasrv.emulators.caller.SimulatedCaller` on each
+(:class:`~mediasrv.lab.demo.Demo`), with a :class:`~mediasrv.lab.emulators.caller.SimulatedCaller` on each
 call that may feed the agent's own audio back into its line (``echo_gain_db``/``echo_delay_ms``:
 every frame the server plays is mixed back in, attenuated and late, as a speakerphone does).
 
@@ -51,11 +51,11 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from mediasrv.agent.config import AgentConfig  # noqa: E402
 from mediasrv.agent.runner import AgentRunner, CallCounters, Reply  # noqa: E402
 from mediasrv.corpus import DEMO_CORPUS, Utterance  # noqa: E402
-from mediasrv.demo import Demo, DemoOptions  # noqa: E402
-from mediasrv.emulators.caller import SimulatedCaller  # noqa: E402
-from mediasrv.emulators.caller import Utterance as SpokenUtterance  # noqa: E402
-from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript  # noqa: E402
-from mediasrv.emulators.voice import render_text_ms  # noqa: E402
+from mediasrv.lab.demo import Demo, DemoOptions  # noqa: E402
+from mediasrv.lab.emulators.caller import SimulatedCaller  # noqa: E402
+from mediasrv.lab.emulators.caller import Utterance as SpokenUtterance  # noqa: E402
+from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SttScript  # noqa: E402
+from mediasrv.lab.emulators.voice import render_text_ms  # noqa: E402
 from mediasrv.timing import percentile  # noqa: E402
 from mediasrv.turns.bargein import GateConfig  # noqa: E402
 from mediasrv.turns.echo import EchoGuard, EchoVerdict  # noqa: E402

@@ -17,7 +17,7 @@ from __future__ import annotations
 import msgspec
 
 from mediasrv.codec import ulaw_encode
-from mediasrv.emulators.voice import char_durations_ms, render_pcm
+from mediasrv.lab.emulators.voice import char_durations_ms, render_pcm
 from mediasrv.providers.elevenlabs import AudioChunk, ElevenLabsStream
 from mediasrv.providers.elevenlabs.messages import AlignmentOut, ServerAudioOut, decode_server_message, encode
 

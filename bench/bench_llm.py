@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from mediasrv.emulators import llm_rules as rules
+from mediasrv.lab.emulators import llm_rules as rules
 from mediasrv.providers.llm import (
     AnthropicAssembler,
     Done,

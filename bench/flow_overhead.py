@@ -31,7 +31,7 @@ import msgspec
 from mediasrv.agent.config import AgentConfig
 from mediasrv.agent.runner import AgentRunner
 from mediasrv.corpus import DEMO_CORPUS
-from mediasrv.demo import Demo, DemoOptions
+from mediasrv.lab.demo import Demo, DemoOptions
 from mediasrv.timing import percentile
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ For every WAV in the corpus directory the audio is re-encoded to G.711 mu-law an
 frame (160 bytes = 20 ms), as a Telnyx media stream delivers it, to:
 
 * ``mediasrv.vad.VoiceActivityDetector`` -> ``mediasrv.turns.TurnDetector.on_vad``;
-* the Soniox emulator core (``mediasrv.emulators.soniox_script.SonioxScript``, scripted with the
+* the Soniox emulator core (``mediasrv.lab.emulators.soniox_script.SonioxScript``, scripted with the
   file's labelled segments and a named latency profile) -> ``on_tokens``/``on_endpoint``.
   When the detector says ``UserPaused`` the harness sends ``finalize`` and delivers the
   ``<fin>`` answer ``stt_finalize_ms`` later, as the call shell would.
@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from bench.baselines import SileroStream, silero_available  # noqa: E402
 from mediasrv.codec import array_to_ulaw  # noqa: E402
 from mediasrv.corpus import dev_corpus  # noqa: E402
+from mediasrv.lab.scripted_stt import ScriptedStt  # noqa: E402
 from mediasrv.profiles import PROFILES, Profile  # noqa: E402
-from mediasrv.tools.turns_tool import ScriptedStt  # noqa: E402
 from mediasrv.turns import EndOfTurn, TurnConfig, TurnDetector, UserPaused, UserResumed  # noqa: E402
 from mediasrv.vad import EnergyVad, SegmenterConfig, VadResult, VoiceActivityDetector  # noqa: E402
 

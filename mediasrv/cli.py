@@ -1,11 +1,17 @@
 """Command line: ``mediasrv serve | demo | emulate | turns | vad | calls | report``.
 
 Each sub-command is a thin wrapper; the work lives in the modules it names.
+
+The lab commands (``demo``, ``emulate``, ``serve --emulate``, ``turns --labels``) import
+:mod:`mediasrv.lab` inside the function that runs them (:func:`_demo`, :func:`_emulate`,
+:func:`_serve`, :func:`_turns`), so the product commands never load it; ``tests/test_layers.py``
+holds that list.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 
@@ -94,15 +100,75 @@ def _setup_logging(verbose: int) -> None:
 
 
 async def _emulate(name: str, profile: str, host: str, port: int) -> None:
+    """``mediasrv emulate NAME``: one provider emulator alone, until interrupted."""
     if name == "soniox":
-        from mediasrv.emulators import soniox as mod
+        from mediasrv.lab.emulators import soniox as mod
     elif name == "elevenlabs":
-        from mediasrv.emulators import elevenlabs as mod  # type: ignore[no-redef]
+        from mediasrv.lab.emulators import elevenlabs as mod  # type: ignore[no-redef]
     elif name == "openai":
-        from mediasrv.emulators import llm as mod  # type: ignore[no-redef]
+        from mediasrv.lab.emulators import llm as mod  # type: ignore[no-redef]
     else:
-        from mediasrv.emulators import telnyx as mod  # type: ignore[no-redef]
+        from mediasrv.lab.emulators import telnyx as mod  # type: ignore[no-redef]
     await mod.serve(profile, host, port)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``mediasrv serve``: the daemon in echo or agent mode (``--emulate``: the lab's providers)."""
+    from mediasrv.server import ServerConfig, run, serve
+
+    cfg = ServerConfig(host=args.host, port=args.port, mode=args.mode, lead_ms=args.lead_ms)
+    if args.mode == "echo":
+        run(serve(cfg))
+        return 0
+    from mediasrv.agent_mode import EmulatedEndpoints, serve_agent
+    from mediasrv.errors import ConfigError
+
+    emulated: EmulatedEndpoints | None = None
+    if args.emulate:
+        from mediasrv.lab.emulated import emulated_endpoints
+
+        emulated = functools.partial(emulated_endpoints, args.emulate)
+    try:
+        run(serve_agent(cfg, args.agent, public_url=args.public_url, records=args.records, emulated=emulated))
+    except ConfigError as exc:
+        print(f"mediasrv serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _turns(args: argparse.Namespace) -> int:
+    """``mediasrv turns``: with ``--labels``, the lab's scripted STT plays the text side."""
+    from mediasrv.tools.turns_tool import main as turns_main
+
+    if args.labels is None:
+        return turns_main(args)
+    from mediasrv.lab.scripted_stt import ScriptedStt
+
+    return turns_main(args, scripted_stt=ScriptedStt)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """``mediasrv demo``: the daemon, the lab's emulators and a simulated caller."""
+    from mediasrv.lab.demo import DemoOptions, run_demo
+    from mediasrv.server import run
+
+    opts = DemoOptions(
+        profile=args.profile,
+        calls=args.calls,
+        corpus=args.corpus or _default_corpus(),
+        turns=args.turns,
+        json=args.json,
+        seed=args.seed,
+        agent=args.agent,
+        records=args.records,
+    )
+    result: list[int] = []
+
+    async def go() -> None:
+        result.append(await run_demo(opts))
+
+    run(go())
+    return result[0] if result else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,29 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     from mediasrv.server import run
 
     if args.command == "serve":
-        from mediasrv.server import ServerConfig, serve
-
-        cfg = ServerConfig(host=args.host, port=args.port, mode=args.mode, lead_ms=args.lead_ms)
-        if args.mode == "echo":
-            run(serve(cfg))
-            return 0
-        from mediasrv.agent_mode import serve_agent
-        from mediasrv.errors import ConfigError
-
-        try:
-            run(
-                serve_agent(
-                    cfg, args.agent, public_url=args.public_url, records=args.records, emulate=args.emulate
-                )
-            )
-        except ConfigError as exc:
-            print(f"mediasrv serve: {exc}", file=sys.stderr)
-            return 2
-        return 0
+        return _serve(args)
     if args.command == "turns":
-        from mediasrv.tools.turns_tool import main as turns_main
-
-        return turns_main(args)
+        return _turns(args)
     if args.command == "vad":
         from mediasrv.tools.vad_tool import main as vad_main
 
@@ -159,25 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     if args.command == "demo":
-        from mediasrv.demo import DemoOptions, run_demo
-
-        opts = DemoOptions(
-            profile=args.profile,
-            calls=args.calls,
-            corpus=args.corpus or _default_corpus(),
-            turns=args.turns,
-            json=args.json,
-            seed=args.seed,
-            agent=args.agent,
-            records=args.records,
-        )
-        result: list[int] = []
-
-        async def go() -> None:
-            result.append(await run_demo(opts))
-
-        run(go())
-        return result[0] if result else 1
+        return _demo(args)
     return 2
 
 

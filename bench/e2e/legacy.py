@@ -22,7 +22,7 @@ One turn of the legacy path, as reproduced here:
    the PCM written to a temp file; ``ffmpeg`` run as a subprocess to make an MP3 (awaited);
    the MP3 served over HTTP by a small aiohttp server on 127.0.0.1; and Telnyx Call Control
    ``playback_start(audio_url=...)``, after which the Telnyx emulator fetches the file over
-   HTTP and starts playing it (its :class:`~mediasrv.emulators.telnyx.PlaybackRecord` holds
+   HTTP and starts playing it (its :class:`~mediasrv.lab.emulators.telnyx.PlaybackRecord` holds
    the times).
 
 Nothing here sleeps on purpose: every wait is a real one (a socket, a subprocess, a file,
@@ -56,7 +56,7 @@ from mediasrv.agent.adapters import SonioxSTT, StreamingLLM
 from mediasrv.agent.config import AgentConfig
 from mediasrv.agent.ports import LlmDelta, SttEndpoint, SttFailure, SttText
 from mediasrv.call import CallHandle
-from mediasrv.emulators.hosting import Listener, listen
+from mediasrv.lab.emulators.hosting import Listener, listen
 from mediasrv.providers.elevenlabs.messages import InitContext, SendText, decode_server_message, encode
 from mediasrv.providers.llm.openai_client import OpenAIChat
 from mediasrv.providers.telnyx.callcontrol import CallControlClient

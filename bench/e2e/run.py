@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python -m bench.e2e.run --profiles fast,typical --calls 2 --turns 4 [--json]
     python bench/e2e/run.py --profiles typical
 
-For each profile one :class:`~mediasrv.demo.Demo` is started: the Soniox, ElevenLabs, LLM and
+For each profile one :class:`~mediasrv.lab.demo.Demo` is started: the Soniox, ElevenLabs, LLM and
 Telnyx emulators and the mediasrv daemon, on 127.0.0.1. Its behaviour factory hands each new
 media socket either mediasrv's agent runner or the legacy behaviour (:mod:`bench.e2e.legacy`),
 so both paths run against the very same emulator instances, profile, corpus utterances and
@@ -40,10 +40,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from bench.e2e.legacy import LegacyEndpoints, LegacyPlatform, LegacyTurn  # noqa: E402
 from mediasrv.call import Behaviour  # noqa: E402
 from mediasrv.corpus import DEMO_CORPUS  # noqa: E402
-from mediasrv.demo import Demo, DemoOptions, TurnResult  # noqa: E402
-from mediasrv.emulators.caller import SimulatedCaller  # noqa: E402
-from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript  # noqa: E402
-from mediasrv.emulators.telnyx import PlaybackRecord  # noqa: E402
+from mediasrv.lab.demo import Demo, DemoOptions, TurnResult  # noqa: E402
+from mediasrv.lab.emulators.caller import SimulatedCaller  # noqa: E402
+from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SttScript  # noqa: E402
+from mediasrv.lab.emulators.telnyx import PlaybackRecord  # noqa: E402
 from mediasrv.profiles import Profile  # noqa: E402
 from mediasrv.timing import percentile  # noqa: E402
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from mediasrv.tools.turns_tool import (
     Decision,
-    ScriptedStt,
     TurnsReport,
     add_arguments,
     analyse_recording,
@@ -14,7 +13,6 @@ from mediasrv.tools.turns_tool import (
 
 __all__ = [
     "Decision",
-    "ScriptedStt",
     "TurnsReport",
     "add_arguments",
     "analyse_recording",

@@ -10,12 +10,14 @@ stream delivers. Each frame, in audio time (``t_ms`` = end of the frame), goes t
 :class:`~mediasrv.turns.TurnDetector`.
 
 With ``--labels`` (a corpus ``labels.json``; the entry whose ``file`` is the WAV's name), the
-text side comes from the Soniox emulator core (:class:`~mediasrv.emulators.soniox_script.SonioxScript`)
-scripted with that entry and the named latency profile, fed the same frames: its results reach
-the detector as ``on_tokens``/``on_endpoint`` at the audio time they are produced, and a
-``UserPaused`` sends ``finalize`` whose ``<fin>`` answer arrives ``stt_finalize_ms`` later, as
-on a live call. This is the same loop as ``bench/turns_eval.py`` (which could import
-:class:`ScriptedStt` and :func:`analyse_recording` from here). Without labels: audio only.
+text side comes from the Soniox emulator core scripted with that entry and the named latency
+profile (:class:`mediasrv.lab.scripted_stt.ScriptedStt`, a :class:`TextFeed`), fed the same
+frames: its results reach the detector as ``on_tokens``/``on_endpoint`` at the audio time they
+are produced, and a ``UserPaused`` sends ``finalize`` whose ``<fin>`` answer arrives
+``stt_finalize_ms`` later, as on a live call. This module does not import the lab: the CLI
+hands the class over as ``scripted_stt`` (see ``mediasrv.cli``). This is the same loop as
+``bench/turns_eval.py`` (which could import :func:`analyse_recording` from here). Without
+labels: audio only.
 
 Output: one line per decision. ``--json`` prints exactly one JSON object per line,
 ``{"event": ..., "t_ms": ...}`` followed by extra keys, for the events ``user_started``,
@@ -30,18 +32,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
+import sys
 import wave
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from mediasrv.codec import FRAME_MS, Resampler, ulaw_encode
-from mediasrv.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
 from mediasrv.errors import ConfigError
 from mediasrv.profiles import PROFILES, Profile
-from mediasrv.providers.soniox.messages import FINALIZE_MIN_GAP_MS, ResultMessage
+from mediasrv.providers.soniox.messages import ResultMessage
 from mediasrv.turns import EndOfTurn, FalseStart, TurnDetector, UserPaused, UserResumed, UserStarted
 from mediasrv.vad import VoiceActivityDetector
 
@@ -50,6 +51,27 @@ SAMPLE_RATE_HZ: Final = 8000
 JSON_EVENTS: Final = frozenset({"user_started", "user_paused", "user_resumed", "end_of_turn"})
 
 EventName = Literal["user_started", "user_paused", "user_resumed", "end_of_turn", "false_start"]
+
+
+class TextFeed(Protocol):
+    """The text side of a recording: an STT fed the call's frames, answering in audio time."""
+
+    def receive_audio(self, frame: bytes, t_ms: int) -> list[ResultMessage]:
+        """Send one frame; return the results due at ``t_ms``."""
+        ...
+
+    def finalize(self, t_ms: int) -> None:
+        """Ask for the pending words to be made final (a ``UserPaused`` with ``finalize``)."""
+        ...
+
+    def deliver(self, messages: Sequence[ResultMessage], t_ms: int, detector: TurnDetector) -> None:
+        """Hand results to the detector as the call's Soniox stream assembler would."""
+        ...
+
+
+TextFeedFactory = Callable[[Mapping[str, Any], Profile, int], TextFeed]
+"""Builds the :class:`TextFeed` of a labelled recording from its labels entry, the latency
+profile and the seed (the lab's :class:`~mediasrv.lab.scripted_stt.ScriptedStt`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,58 +127,6 @@ class TurnsReport:
         return end - int(self.label["speech_end_ms"])
 
 
-class ScriptedStt:
-    """The Soniox emulator core fed with a call's audio, delivering results in audio time.
-
-    Args:
-        label: the corpus labels entry of the utterance (``segments``, ``speech_start_ms``).
-        profile: Soniox latency profile.
-        seed: randomness of the emulator (per-word lag jitter).
-    """
-
-    def __init__(self, label: Mapping[str, Any], profile: Profile, seed: int) -> None:
-        self.profile = profile
-        script = SttScript([ScriptUtterance.from_label(label)])
-        self.core = SonioxScript(profile=profile, script=script, rng=random.Random(seed))
-        self._pending: list[tuple[int, list[ResultMessage]]] = []
-        self._last_finalize_ms = -FINALIZE_MIN_GAP_MS
-
-    def receive_audio(self, frame: bytes, t_ms: int) -> list[ResultMessage]:
-        """Send one frame; return the results due at ``t_ms`` (finalize answers included)."""
-        due = [m for at, msgs in self._pending if at <= t_ms for m in msgs]
-        self._pending = [(at, msgs) for at, msgs in self._pending if at > t_ms]
-        return due + self.core.receive_audio(frame)
-
-    def finalize(self, t_ms: int) -> None:
-        """Send ``finalize`` unless one went less than ``FINALIZE_MIN_GAP_MS`` ago (as the call
-        shell does); the answer is delivered ``stt_finalize_ms`` later."""
-        if t_ms - self._last_finalize_ms < FINALIZE_MIN_GAP_MS:
-            return
-        self._last_finalize_ms = t_ms
-        self._pending.append((t_ms + self.profile.stt_finalize_ms, self.core.finalize()))
-
-    @staticmethod
-    def deliver(messages: Sequence[ResultMessage], t_ms: int, detector: TurnDetector) -> None:
-        """Hand results to the detector as the call's Soniox stream assembler would."""
-        for message in messages:
-            delta, nonfinal, end_ms = "", "", None
-            markers: list[Literal["end", "fin"]] = []
-            for tok in message.tokens:
-                if tok.text in ("<end>", "<fin>"):
-                    markers.append("end" if tok.text == "<end>" else "fin")
-                    continue
-                if tok.is_final:
-                    delta += tok.text
-                else:
-                    nonfinal += tok.text
-                if tok.end_ms is not None:
-                    end_ms = max(end_ms or 0, tok.end_ms)
-            if delta or nonfinal or message.tokens:
-                detector.on_tokens(delta, nonfinal, t_ms, audio_end_ms=end_ms)
-            for kind in markers:
-                detector.on_endpoint(kind, t_ms)
-
-
 def read_ulaw_8k(path: str | os.PathLike[str]) -> bytes:
     """Read a mono 16-bit WAV as 8 kHz mu-law (resampled with the codec if needed).
 
@@ -201,6 +171,7 @@ def analyse_recording(
     label: Mapping[str, Any] | None = None,
     profile: Profile | None = None,
     seed: int = 1,
+    scripted_stt: TextFeedFactory | None = None,
 ) -> TurnsReport:
     """Run the VAD and the TurnDetector (and, with ``label``, the scripted STT) over audio.
 
@@ -210,13 +181,21 @@ def analyse_recording(
         label: corpus labels entry to script the STT with; None for audio only.
         profile: Soniox latency profile (default ``typical``).
         seed: emulator randomness.
+        scripted_stt: builds the text side from ``label`` (the lab's ``ScriptedStt``).
 
     Returns:
         The decisions in order, with the label for dead-air figures.
+
+    Raises:
+        ValueError: ``label`` without ``scripted_stt``.
     """
+    if label is not None and scripted_stt is None:
+        raise ValueError("analyse_recording: a label needs scripted_stt to play the text side")
     vad = VoiceActivityDetector()
     det = TurnDetector()
-    stt = None if label is None else ScriptedStt(label, profile or PROFILES["typical"], seed)
+    stt = None
+    if label is not None and scripted_stt is not None:
+        stt = scripted_stt(label, profile or PROFILES["typical"], seed)
     report = TurnsReport(
         file=file, duration_ms=len(ulaw) // FRAME_BYTES * FRAME_MS, decisions=[], label=label
     )
@@ -289,6 +268,7 @@ def run_turns_tool(
     profile: str = "typical",
     seed: int = 1,
     write: Callable[[str], None] = print,
+    scripted_stt: TextFeedFactory | None = None,
 ) -> int:
     """Analyse one recording and print its decisions.
 
@@ -299,6 +279,7 @@ def run_turns_tool(
         profile: Soniox latency profile name (see :data:`mediasrv.profiles.PROFILES`).
         seed: emulator randomness.
         write: where lines go.
+        scripted_stt: the text side for ``labels`` (the CLI passes the lab's ``ScriptedStt``).
 
     Returns:
         0 on success, 2 if the inputs cannot be used (the reason is written).
@@ -306,12 +287,21 @@ def run_turns_tool(
     try:
         if profile not in PROFILES:
             raise ConfigError(f"turns: unknown profile {profile!r} (one of {', '.join(sorted(PROFILES))})")
+        if labels is not None and scripted_stt is None:
+            raise ConfigError("turns: --labels needs the scripted STT (run it as `mediasrv turns`)")
         label = None if labels is None else find_label(labels, Path(wav).name)
         ulaw = read_ulaw_8k(wav)
     except ConfigError as exc:
         write(f"error: {exc}")
         return 2
-    report = analyse_recording(ulaw, file=Path(wav).name, label=label, profile=PROFILES[profile], seed=seed)
+    report = analyse_recording(
+        ulaw,
+        file=Path(wav).name,
+        label=label,
+        profile=PROFILES[profile],
+        seed=seed,
+        scripted_stt=scripted_stt,
+    )
     if as_json:
         for d in report.decisions:
             if d.event in JSON_EVENTS:
@@ -334,8 +324,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="emulator randomness")
 
 
-def main(args: Sequence[str] | argparse.Namespace | None = None) -> int:
+def main(
+    args: Sequence[str] | argparse.Namespace | None = None, *, scripted_stt: TextFeedFactory | None = None
+) -> int:
     """Entry point: ``args`` is an argv list or a namespace parsed with :func:`add_arguments`.
+
+    Args:
+        args: the command line.
+        scripted_stt: the text side for ``--labels`` (see :func:`run_turns_tool`).
 
     Returns:
         The exit status of :func:`run_turns_tool`.
@@ -345,9 +341,17 @@ def main(args: Sequence[str] | argparse.Namespace | None = None) -> int:
         add_arguments(parser)
         args = parser.parse_args(args)
     return run_turns_tool(
-        args.wav, labels=args.labels, as_json=args.json, profile=args.profile, seed=args.seed
+        args.wav,
+        labels=args.labels,
+        as_json=args.json,
+        profile=args.profile,
+        seed=args.seed,
+        scripted_stt=scripted_stt,
     )
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    # Run as `mediasrv turns`: the CLI is what hands the lab's scripted STT over for --labels.
+    from mediasrv.cli import main as cli_main
+
+    raise SystemExit(cli_main(["turns", *sys.argv[1:]]))

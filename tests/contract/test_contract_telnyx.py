@@ -56,7 +56,7 @@ from telnyx.types.calls import (
     ActionTransferResponse,
 )
 
-from mediasrv.emulators.telnyx import TelnyxEmulator
+from mediasrv.lab.emulators.telnyx import TelnyxEmulator
 from mediasrv.profiles import get_profile
 from mediasrv.providers.telnyx import (
     DtmfReceived,

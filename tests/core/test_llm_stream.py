@@ -10,7 +10,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mediasrv.emulators import llm_rules as rules
+from mediasrv.lab.emulators import llm_rules as rules
 from mediasrv.profiles import get_profile
 from mediasrv.providers.llm import (
     AnthropicAssembler,

@@ -13,7 +13,7 @@ from array import array
 import pytest
 
 from mediasrv.codec import ulaw_encode
-from mediasrv.emulators.soniox_script import (
+from mediasrv.lab.emulators.soniox_script import (
     ScriptSegment,
     ScriptUtterance,
     SonioxScript,

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mediasrv.emulators.caller import CallerFrames, Impairment, PlaybackQueue, SentMedia
-from mediasrv.emulators.caller_core import Numbering
 from mediasrv.errors import LocalProtocolError, RemoteProtocolError
+from mediasrv.lab.emulators.caller import CallerFrames, Impairment, PlaybackQueue, SentMedia
+from mediasrv.lab.emulators.caller_core import Numbering
 from mediasrv.providers.telnyx import (
     DtmfReceived,
     FrameRejected,

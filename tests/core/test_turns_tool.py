@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mediasrv.corpus import dev_corpus
+from mediasrv.lab.scripted_stt import ScriptedStt
 from mediasrv.tools import main, run_turns_tool
 
 CORPUS = dev_corpus()
@@ -30,6 +31,7 @@ def _run(argv: list[str]) -> tuple[int, list[str]]:
         labels=argv[argv.index("--labels") + 1] if "--labels" in argv else None,
         as_json="--json" in argv,
         write=lines.append,
+        scripted_stt=ScriptedStt,
     )
     return code, lines
 
@@ -104,7 +106,6 @@ def test_the_scripted_stt_keeps_to_the_finalize_budget() -> None:
     # FINALIZE_MIN_GAP_MS is not sent: only one <fin> comes back.
     from mediasrv.profiles import PROFILES
     from mediasrv.providers.soniox.messages import FINALIZE_MIN_GAP_MS
-    from mediasrv.tools.turns_tool import ScriptedStt
 
     stt = ScriptedStt(_label("dev007.wav"), PROFILES["fast"], seed=1)
     silence = b"\xff" * 160

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from mediasrv.agent.runner import AgentRunner
 from mediasrv.corpus import DEMO_CORPUS
-from mediasrv.demo import Demo, DemoOptions
-from mediasrv.emulators.hosting import listen
+from mediasrv.lab.demo import Demo, DemoOptions
+from mediasrv.lab.emulators.hosting import listen
 from mediasrv.records import RecordReader
 
 pytestmark = pytest.mark.slow

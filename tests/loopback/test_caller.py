@@ -20,8 +20,8 @@ from aiohttp import WSMsgType, web
 
 from mediasrv.codec import ulaw_encode
 from mediasrv.corpus import dev_corpus
-from mediasrv.emulators.caller import FRAME_BYTES, SILENCE_BYTE, SimulatedCaller, load_wav_ulaw
-from mediasrv.emulators.hosting import listen
+from mediasrv.lab.emulators.caller import FRAME_BYTES, SILENCE_BYTE, SimulatedCaller, load_wav_ulaw
+from mediasrv.lab.emulators.hosting import listen
 from mediasrv.providers.telnyx import (
     MarkEchoed,
     MediaReceived,

@@ -16,9 +16,9 @@ import msgspec
 import pytest
 import websockets
 
-from mediasrv.emulators.elevenlabs import ElevenLabsEmulator
-from mediasrv.emulators.voice import render_text_ms
 from mediasrv.errors import LocalProtocolError, ProviderRejected
+from mediasrv.lab.emulators.elevenlabs import ElevenLabsEmulator
+from mediasrv.lab.emulators.voice import render_text_ms
 from mediasrv.profiles import get_profile
 from mediasrv.providers.elevenlabs import (
     AudioChunk,

@@ -22,7 +22,7 @@ from mediasrv.agent.config import AgentConfig
 from mediasrv.agent.flow import CallFlow, CallWebhook, FlowState
 from mediasrv.agent.planner import LLMRequest, TurnPlan, TurnPlanner
 from mediasrv.agent.prompts import ConversationMemory
-from mediasrv.emulators.llm import LLMEmulator
+from mediasrv.lab.emulators.llm import LLMEmulator
 from mediasrv.profiles import Profile, instant_profile
 from mediasrv.providers.llm import Done, OpenAIChat, SayExtractor, TextDelta
 

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from openai import AsyncOpenAI
 
-from mediasrv.emulators.llm import LLMEmulator, LLMFaults
-from mediasrv.emulators.llm_rules import Reply, ScriptedToolCall
 from mediasrv.errors import ProviderConnectError, ProviderError, ProviderRejected
+from mediasrv.lab.emulators.llm import LLMEmulator, LLMFaults
+from mediasrv.lab.emulators.llm_rules import Reply, ScriptedToolCall
 from mediasrv.profiles import Profile, instant_profile
 from mediasrv.providers.llm import (
     AnthropicChat,

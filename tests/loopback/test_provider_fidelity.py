@@ -25,9 +25,9 @@ import pytest
 
 from mediasrv.agent.runner import AgentRunner
 from mediasrv.corpus import DEMO_CORPUS
-from mediasrv.demo import Demo, DemoOptions
-from mediasrv.emulators.caller import SimulatedCaller
-from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript
+from mediasrv.lab.demo import Demo, DemoOptions
+from mediasrv.lab.emulators.caller import SimulatedCaller
+from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SttScript
 from mediasrv.providers.soniox.messages import Context, ContextEntry
 
 pytestmark = pytest.mark.slow

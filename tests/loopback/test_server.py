@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from mediasrv.corpus import DEMO_CORPUS, load_labels, read_wav_ulaw
-from mediasrv.emulators.caller import SimulatedCaller
+from mediasrv.lab.emulators.caller import SimulatedCaller
 from mediasrv.server import MEDIA_PATH, ServerConfig, start_daemon
 
 UTTERANCE = DEMO_CORPUS / "dev007.wav"  # "What is the price of the pro plan?"

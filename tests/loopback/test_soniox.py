@@ -15,9 +15,9 @@ from collections.abc import Callable
 import pytest
 
 from mediasrv.corpus import dev_corpus, read_wav_ulaw
-from mediasrv.emulators.soniox import SonioxEmulator
-from mediasrv.emulators.soniox_script import ScriptUtterance
 from mediasrv.errors import ProviderRejected
+from mediasrv.lab.emulators.soniox import SonioxEmulator
+from mediasrv.lab.emulators.soniox_script import ScriptUtterance
 from mediasrv.profiles import PROFILES
 from mediasrv.providers.soniox.client import SonioxClient, Timeouts
 from mediasrv.providers.soniox.messages import SttConfig

@@ -24,9 +24,9 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from mediasrv.emulators.hosting import listen
-from mediasrv.emulators.telnyx import TelnyxEmulator, audio_duration_s, mp3_duration_s, wav_duration_s
 from mediasrv.errors import ProviderConnectError
+from mediasrv.lab.emulators.hosting import listen
+from mediasrv.lab.emulators.telnyx import TelnyxEmulator, audio_duration_s, mp3_duration_s, wav_duration_s
 from mediasrv.profiles import get_profile
 from mediasrv.providers.telnyx.callcontrol import (
     CallAlreadyEnded,

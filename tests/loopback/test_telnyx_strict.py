@@ -23,10 +23,10 @@ import pytest
 from aiohttp import web
 
 from mediasrv.corpus import DEMO_CORPUS, load_labels, read_wav_ulaw
-from mediasrv.emulators.caller import SimulatedCaller
-from mediasrv.emulators.caller_core import Numbering, StartStyle, StreamSpec, returned_media_problem
-from mediasrv.emulators.hosting import listen
-from mediasrv.emulators.telnyx import TelnyxEmulator
+from mediasrv.lab.emulators.caller import SimulatedCaller
+from mediasrv.lab.emulators.caller_core import Numbering, StartStyle, StreamSpec, returned_media_problem
+from mediasrv.lab.emulators.hosting import listen
+from mediasrv.lab.emulators.telnyx import TelnyxEmulator
 from mediasrv.profiles import get_profile
 from mediasrv.providers.telnyx import messages as m
 from mediasrv.providers.telnyx.callcontrol import CallControlClient

@@ -11,6 +11,7 @@ from mediasrv.providers.llm.anthropic_client import AnthropicChat
 from mediasrv.providers.llm.assemble import AnthropicAssembler, OpenAIAssembler
 from mediasrv.providers.llm.messages import (
     Done,
+    JSONMap,
     LLMEvent,
     StreamFailure,
     TextDelta,
@@ -21,7 +22,7 @@ from mediasrv.providers.llm.messages import (
 from mediasrv.providers.llm.openai_client import OpenAIChat
 from mediasrv.providers.llm.say import SayExtractor
 from mediasrv.providers.llm.sse import SSEEvent, SSEParser
-from mediasrv.providers.llm.stream import JSONMap, LLMClient, LLMStream, ProviderRateLimited
+from mediasrv.providers.llm.stream import LLMClient, LLMStream, ProviderRateLimited
 
 __all__ = [
     "AnthropicAssembler",

@@ -26,10 +26,9 @@ import orjson
 
 from mediasrv.errors import ProviderConnectError, ProviderRejected, ProviderTimeout
 from mediasrv.providers.llm.assemble import AnthropicAssembler
-from mediasrv.providers.llm.messages import AnthropicEvent
+from mediasrv.providers.llm.messages import AnthropicEvent, JSONMap
 from mediasrv.providers.llm.sse import SSEParser
 from mediasrv.providers.llm.stream import (
-    JSONMap,
     LLMStream,
     ProviderRateLimited,
     failure_to_error,

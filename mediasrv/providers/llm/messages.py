@@ -16,6 +16,8 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 # --- events handed to the agent layer ------------------------------------------------------------------
@@ -74,6 +76,9 @@ class StreamFailure(msgspec.Struct, frozen=True, kw_only=True):
 
 LLMEvent = TextDelta | ToolCallDelta | ToolCall | Done
 """What :class:`~mediasrv.providers.llm.stream.LLMStream` yields."""
+
+JSONMap = Mapping[str, object]
+"""A JSON object as the caller builds it (OpenAI-style message, tool or response_format)."""
 
 
 # --- OpenAI chat.completion.chunk (docs/providers.md 5.2) ---------------------------------------------------

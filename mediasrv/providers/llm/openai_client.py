@@ -32,8 +32,8 @@ from mediasrv.errors import (
     ProviderTimeout,
 )
 from mediasrv.providers.llm.assemble import RETRYABLE_ERROR_KINDS, OpenAIAssembler
-from mediasrv.providers.llm.messages import FunctionFragment, ToolCallFragment
-from mediasrv.providers.llm.stream import JSONMap, LLMStream, ProviderRateLimited, parse_retry_after
+from mediasrv.providers.llm.messages import FunctionFragment, JSONMap, ToolCallFragment
+from mediasrv.providers.llm.stream import LLMStream, ProviderRateLimited, parse_retry_after
 
 if TYPE_CHECKING:
     from openai.types.chat import (

@@ -21,15 +21,13 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
 
 from mediasrv.errors import ProviderError, ProviderProtocolError, ProviderRejected
 from mediasrv.providers.llm.messages import Done, LLMEvent, StreamFailure, TextDelta
-
-JSONMap = Mapping[str, object]
-"""A JSON object as the caller builds it (OpenAI-style message, tool or response_format)."""
+from mediasrv.providers.llm.messages import JSONMap as JSONMap  # defined with the messages (sans-I/O)
 
 _Item = tuple[LLMEvent, float] | BaseException | None
 """Queued by the pump: an event with its assembly time, an error to raise, or None for the end."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from mediasrv.providers.llm.stream import JSONMap
+from mediasrv.providers.llm.messages import JSONMap
 
 
 def _as_map(value: object) -> Mapping[str, object]:

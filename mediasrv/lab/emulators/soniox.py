@@ -36,8 +36,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 from aiohttp.log import access_logger
 
-from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
-from mediasrv.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
+from mediasrv.lab.emulators.hosting import Listener, listen, serve_until_cancelled
+from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SonioxScript, SttScript
 from mediasrv.profiles import Profile, get_profile
 from mediasrv.providers.soniox.messages import (
     CONFIG_DECODER,

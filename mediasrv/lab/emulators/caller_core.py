@@ -1,6 +1,6 @@
 """The simulated caller's sans-I/O pieces: Telnyx's frames out, playback and marks in, line effects.
 
-:class:`~mediasrv.emulators.caller.SimulatedCaller` is the asyncio shell around them; its module
+:class:`~mediasrv.lab.emulators.caller.SimulatedCaller` is the asyncio shell around them; its module
 says what the caller does on the wire. Here:
 
 * :class:`CallerFrames` builds the frames Telnyx sends to a media server, with Telnyx's

@@ -29,11 +29,11 @@ import msgspec
 
 from mediasrv.agent.config import AgentConfig, load_agent
 from mediasrv.agent.service import AgentService
-from mediasrv.agent_mode import EmulatedProviders
 from mediasrv.corpus import Utterance, load_labels, read_wav_ulaw
-from mediasrv.emulators.caller import SimulatedCaller
-from mediasrv.emulators.soniox_script import ScriptUtterance, SttScript
-from mediasrv.emulators.telnyx import TelnyxEmulator
+from mediasrv.lab.emulated import EmulatedProviders
+from mediasrv.lab.emulators.caller import SimulatedCaller
+from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SttScript
+from mediasrv.lab.emulators.telnyx import TelnyxEmulator
 from mediasrv.profiles import get_profile
 from mediasrv.server import MEDIA_PATH, WEBHOOK_PATH, ServerConfig, start_daemon
 from mediasrv.timing import TurnTimeline, percentile

@@ -12,7 +12,7 @@ Rules:
    the REST-playback latency the latency lab measures.
 3. ``playback_stop`` (and hang-up) ends the one playing and, with ``"all"``, drops the queued ones.
 4. Fetch, start and end times are ``loop.time()`` seconds, kept per playback
-   (:class:`~mediasrv.emulators.telnyx_records.PlaybackRecord`).
+   (:class:`~mediasrv.lab.emulators.telnyx_records.PlaybackRecord`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Final
 
 import aiohttp
 
-from mediasrv.emulators.telnyx_records import CallState, PlaybackRecord, QueuedPlayback, Refused
-from mediasrv.emulators.telnyx_webhooks import WebhookOutbox
+from mediasrv.lab.emulators.telnyx_records import CallState, PlaybackRecord, QueuedPlayback, Refused
+from mediasrv.lab.emulators.telnyx_webhooks import WebhookOutbox
 from mediasrv.providers.telnyx.callcontrol import PlaybackStartParams
 from mediasrv.providers.telnyx.webhooks import CallPlaybackEnded, CallPlaybackStarted, WebhookPayload
 

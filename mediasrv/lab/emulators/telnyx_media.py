@@ -2,7 +2,7 @@
 
 On ``answer`` or ``streaming_start`` with a ``stream_url``, :class:`MediaDialler` webhooks
 ``streaming.started``, builds a caller through the ``caller_factory`` (default:
-:class:`mediasrv.emulators.caller.SimulatedCaller`) and awaits its ``connect()``, which dials
+:class:`mediasrv.lab.emulators.caller.SimulatedCaller`) and awaits its ``connect()``, which dials
 the WebSocket and sends ``connected`` + ``start``. Stopping the stream awaits the caller's
 ``hangup()`` (``stop`` + close) and then webhooks ``streaming.stopped``.
 
@@ -13,9 +13,9 @@ Rules:
 2. One stream per call, as on Telnyx: a new stream first stops the old one.
 3. Any failure to build or connect the caller within ``MEDIA_TIMEOUT_S`` webhooks
    ``streaming.failed``; the call stays up. So does a dropped socket (``Faults.drop_media_after_s``
-   or :meth:`~mediasrv.emulators.telnyx.TelnyxEmulator.drop_media`).
+   or :meth:`~mediasrv.lab.emulators.telnyx.TelnyxEmulator.drop_media`).
 4. The caller learns how the stream was set up before it connects (a
-   :class:`~mediasrv.emulators.caller_core.StreamSpec`): the command's
+   :class:`~mediasrv.lab.emulators.caller_core.StreamSpec`): the command's
    ``stream_bidirectional_mode``/``codec`` (without ``rtp`` the audio the server sends back is
    not played, as on Telnyx), plus this stream's ``start`` style and counter numbering, which
    go round ``start_styles`` and ``numberings`` from stream to stream, so every run meets
@@ -33,9 +33,9 @@ import random
 from collections.abc import Sequence
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from mediasrv.emulators.caller_core import Numbering, StartStyle, StreamSpec
-from mediasrv.emulators.telnyx_records import CallerFactory, CallRecord, CallState, MediaCaller
-from mediasrv.emulators.telnyx_webhooks import WebhookOutbox
+from mediasrv.lab.emulators.caller_core import Numbering, StartStyle, StreamSpec
+from mediasrv.lab.emulators.telnyx_records import CallerFactory, CallRecord, CallState, MediaCaller
+from mediasrv.lab.emulators.telnyx_webhooks import WebhookOutbox
 from mediasrv.providers.telnyx.webhooks import (
     StreamingFailed,
     StreamingStarted,
@@ -148,8 +148,8 @@ class MediaDialler(WebhookOutbox):
     async def _default_caller(
         self, record: CallRecord, url: str, token: str | None, custom: dict[str, str] | None
     ) -> MediaCaller:
-        """A :class:`mediasrv.emulators.caller.SimulatedCaller` carrying this call's identity."""
-        module = importlib.import_module("mediasrv.emulators.caller")
+        """A :class:`mediasrv.lab.emulators.caller.SimulatedCaller` carrying this call's identity."""
+        module = importlib.import_module("mediasrv.lab.emulators.caller")
         caller: MediaCaller = module.SimulatedCaller(
             url,
             auth_token=token,

@@ -11,7 +11,7 @@ It plays the part Telnyx plays on a real call (docs/providers.md 2.4, "Media sid
   time (queued duration = bytes / 8000 s); a mark is echoed when the audio before it has
   finished playing (at once if nothing is queued); ``clear`` drops the queue and echoes
   pending marks at once (Telnyx docs, "clear" and "mark");
-* plays returned audio only as Telnyx would (:class:`~mediasrv.emulators.caller_core.StreamSpec`):
+* plays returned audio only as Telnyx would (:class:`~mediasrv.lab.emulators.caller_core.StreamSpec`):
   nothing unless the stream was set up with ``stream_bidirectional_mode=rtp``, and only
   chunks of 20 ms to 30 s; anything else is recorded in ``rejected_media`` and not heard
   (a chunk of the wrong size also gets ``error`` 100004; Telnyx's own answer is UNCONFIRMED);
@@ -25,7 +25,7 @@ Rules:
 
 * All times are ``loop.time()`` seconds (monotonic), the same clock the server shell uses.
 * Impairments (reorder, duplicate, drop) draw from an injected ``random.Random``.
-* The protocol pieces are sans-I/O classes in :mod:`mediasrv.emulators.caller_core`
+* The protocol pieces are sans-I/O classes in :mod:`mediasrv.lab.emulators.caller_core`
   (:class:`CallerFrames`, :class:`Impairment`, :class:`PlaybackQueue`, :class:`EchoMixer`) so
   they can be tested without a loop; this module re-exports them. :class:`SimulatedCaller` is
   only the asyncio shell around them.
@@ -51,7 +51,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from mediasrv.codec import Resampler, ulaw_encode
-from mediasrv.emulators.caller_core import (
+from mediasrv.errors import CodecError, LocalProtocolError
+from mediasrv.lab.emulators.caller_core import (
     FRAME_BYTES,
     FRAME_S,
     SAMPLE_RATE_HZ,
@@ -67,7 +68,6 @@ from mediasrv.emulators.caller_core import (
     StreamSpec,
     returned_media_problem,
 )
-from mediasrv.errors import CodecError, LocalProtocolError
 from mediasrv.providers.telnyx import messages as m
 
 __all__ = [

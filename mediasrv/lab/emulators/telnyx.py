@@ -13,7 +13,7 @@ What it does (docs/providers.md 2.4):
   set by a command is echoed in every later webhook of that call.
 * **Media dialler**: on ``answer``/``streaming_start`` with a ``stream_url`` it webhooks
   ``call.answered`` and ``streaming.started``, then builds a caller through ``caller_factory``
-  (default: :class:`mediasrv.emulators.caller.SimulatedCaller`) and awaits its ``connect()``
+  (default: :class:`mediasrv.lab.emulators.caller.SimulatedCaller`) and awaits its ``connect()``
   (which dials the WebSocket and sends ``connected`` + ``start``). On hangup it awaits the
   caller's ``hangup()`` (``stop`` + close) and then webhooks ``streaming.stopped`` and
   ``call.hangup``.
@@ -55,17 +55,22 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from mediasrv.emulators.caller_core import Numbering, StartStyle
-from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
-from mediasrv.emulators.telnyx_media import MEDIA_TIMEOUT_S, STREAM_AUTH_HEADER, MediaDialler, NumberingName
-from mediasrv.emulators.telnyx_playback import (
+from mediasrv.lab.emulators.caller_core import Numbering, StartStyle
+from mediasrv.lab.emulators.hosting import Listener, listen, serve_until_cancelled
+from mediasrv.lab.emulators.telnyx_media import (
+    MEDIA_TIMEOUT_S,
+    STREAM_AUTH_HEADER,
+    MediaDialler,
+    NumberingName,
+)
+from mediasrv.lab.emulators.telnyx_playback import (
     PLAYBACK_START_DELAY_S,
     LegacyPlayback,
     audio_duration_s,
     mp3_duration_s,
     wav_duration_s,
 )
-from mediasrv.emulators.telnyx_records import (
+from mediasrv.lab.emulators.telnyx_records import (
     CallerFactory,
     CallRecord,
     CallState,
@@ -140,7 +145,7 @@ class TelnyxEmulator(MediaDialler, LegacyPlayback):
         start_styles: how each new media stream's ``start`` carries its optional fields, in
             turn (``full``, ``missing``, ``null``).
         numberings: how each new media stream numbers its counters, in turn (``documented``,
-            ``arbitrary`` or a :class:`~mediasrv.emulators.caller_core.Numbering`).
+            ``arbitrary`` or a :class:`~mediasrv.lab.emulators.caller_core.Numbering`).
         webhook_attempts: deliveries of a webhook that gets no 2xx (Telnyx retries; the count
             and the delays are UNCONFIRMED), ``webhook_retry_delay_s`` apart, doubling.
     """

@@ -1,7 +1,7 @@
 """The Telnyx emulator's calls and their webhooks: one ordered outbox per call, signed POSTs.
 
 :class:`WebhookOutbox` is the base the emulator's sides build on (the media dialler, the legacy
-playback, the Call Control REST server in :mod:`mediasrv.emulators.telnyx`). It holds the calls
+playback, the Call Control REST server in :mod:`mediasrv.lab.emulators.telnyx`). It holds the calls
 and the state they share, and sends their webhooks.
 
 Rules:
@@ -12,7 +12,7 @@ Rules:
    ``client_state`` of that moment) and queues its delivery; :meth:`~WebhookOutbox._emit_now`
    delivers at once, from inside a step, before the next queued step.
 3. A webhook is signed like Telnyx (Ed25519 over ``"{ts}|{body}"``) with a wall-clock
-   timestamp; its record (:class:`~mediasrv.emulators.telnyx_records.WebhookRecord`) keeps
+   timestamp; its record (:class:`~mediasrv.lab.emulators.telnyx_records.WebhookRecord`) keeps
    ``loop.time()`` of the first POST and of the final answer.
 4. A webhook that gets no 2xx (an error status, or no answer at all) is delivered again, up to
    ``webhook_attempts`` times, ``webhook_retry_delay_s`` apart and doubling, each attempt
@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from mediasrv.emulators.telnyx_records import CallerFactory, CallRecord, CallState, Faults, WebhookRecord
+from mediasrv.lab.emulators.telnyx_records import CallerFactory, CallRecord, CallState, Faults, WebhookRecord
 from mediasrv.providers.telnyx.webhooks import (
     WebhookEnvelope,
     WebhookEvent,

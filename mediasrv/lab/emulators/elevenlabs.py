@@ -59,8 +59,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from mediasrv.codec import alaw_encode, ulaw_encode
-from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
-from mediasrv.emulators.voice import char_durations_ms, render_pcm
+from mediasrv.lab.emulators.hosting import Listener, listen, serve_until_cancelled
+from mediasrv.lab.emulators.voice import char_durations_ms, render_pcm
 from mediasrv.profiles import Profile, get_profile
 from mediasrv.providers.elevenlabs.messages import (
     OUTPUT_FORMATS,

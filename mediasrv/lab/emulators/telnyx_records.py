@@ -6,7 +6,7 @@ and mutate :class:`Faults` between commands. :class:`MediaCaller` and :class:`Ca
 what the emulator needs from a simulated caller.
 
 :class:`CallState`, :class:`QueuedPlayback` and :class:`Refused` are the emulator's own
-bookkeeping, shared by its modules; :mod:`mediasrv.emulators.telnyx` is the entry point.
+bookkeeping, shared by its modules; :mod:`mediasrv.lab.emulators.telnyx` is the entry point.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Endpoints (docs/providers.md 5.5 and 5.4):
 
 Rules:
 
-- What to answer and how to encode it lives in :mod:`mediasrv.emulators.llm_rules`; this module sleeps and
+- What to answer and how to encode it lives in :mod:`mediasrv.lab.emulators.llm_rules`; this module sleeps and
   writes. Latency comes from the :class:`~mediasrv.profiles.Profile`: ``llm_ttft_ms`` before the first
   token, then ``llm_tokens_per_s``, +- ``jitter_ms`` from the injected rng; extraction/transition calls
   (see ``llm_rules.request_purpose``) take ``extraction_ms``/``transition_ms`` in total.
@@ -36,8 +36,8 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from mediasrv.emulators import llm_rules as rules
-from mediasrv.emulators.hosting import Listener, listen, serve_until_cancelled
+from mediasrv.lab.emulators import llm_rules as rules
+from mediasrv.lab.emulators.hosting import Listener, listen, serve_until_cancelled
 from mediasrv.profiles import Profile, get_profile
 
 MODEL_NAME: Final = "mediasrv-emulator"
