@@ -58,7 +58,7 @@ from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SttScript  # n
 from mediasrv.lab.emulators.voice import render_text_ms  # noqa: E402
 from mediasrv.timing import percentile  # noqa: E402
 from mediasrv.turns.bargein import GateConfig  # noqa: E402
-from mediasrv.turns.echo import EchoGuard, EchoVerdict  # noqa: E402
+from mediasrv.turns.echo_guard import EchoGuard, EchoVerdict  # noqa: E402
 from mediasrv.vad import VadResult, VoiceActivityDetector  # noqa: E402
 
 ECHO_DEBOUNCE_FRAMES = GateConfig().debounce_frames

@@ -165,7 +165,7 @@ class Daemon:
 def default_behaviour_factory(mode: str) -> BehaviourFactory:
     """The behaviour for a ``--mode`` name."""
     if mode == "echo":
-        from mediasrv.echo import EchoBehaviour
+        from mediasrv.replay import EchoBehaviour
 
         return EchoBehaviour
     raise ConfigError(

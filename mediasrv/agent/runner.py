@@ -112,7 +112,7 @@ from mediasrv.turns import (
     UserResumed,
 )
 from mediasrv.turns.bargein import CallerVoiceGate
-from mediasrv.turns.echo import EchoGuard, text_is_echo
+from mediasrv.turns.echo_guard import EchoGuard, text_is_echo
 from mediasrv.vad import VadResult, VoiceActivityDetector
 from mediasrv.vad_shell import BatchedVad
 

@@ -44,7 +44,7 @@ __all__ = [
 
 # Echo guard, dead air and voicemail / IVR detection (issue 4).
 from mediasrv.turns.deadair import CheckIn, DeadAirAction, DeadAirMonitor, HangUp  # noqa: E402
-from mediasrv.turns.echo import EchoConfig, EchoGuard, EchoVerdict, text_is_echo  # noqa: E402
+from mediasrv.turns.echo_guard import EchoConfig, EchoGuard, EchoVerdict, text_is_echo  # noqa: E402
 from mediasrv.turns.voicemail import (  # noqa: E402
     AmdVerdict,
     Beep,

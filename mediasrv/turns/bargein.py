@@ -7,7 +7,7 @@ stops), the VAD alone cannot say who is talking: a speakerphone sends our own vo
 network's memory keeps calling a few frames "speech" after that echo ends, and a single frame
 nobody can explain is not yet a person cutting in. :class:`CallerVoiceGate` takes, per inbound
 frame, the VAD verdict, whether our audio is audible, and the echo guard's verdict
-(:class:`~mediasrv.turns.echo.EchoGuard`), and returns the verdict the turn detector sees. The
+(:class:`~mediasrv.turns.echo_guard.EchoGuard`), and returns the verdict the turn detector sees. The
 detector then decides overlap, barge-in and backchannel from it and from the words (its rule
 7); the call shell applies no audio rule of its own.
 
@@ -26,7 +26,7 @@ that window the VAD's verdict passes unchanged and the echo guard is not consult
    that passed these rules, not the VAD's hangover over our echo.
 
 Words get the same treatment in the transcript: what the STT hears while we talk that matches
-our own recent words is dropped (:func:`~mediasrv.turns.echo.text_is_echo`).
+our own recent words is dropped (:func:`~mediasrv.turns.echo_guard.text_is_echo`).
 
 Rules: no I/O, no clock; one object per call; nothing allocated per frame (the verdicts
 returned are the VAD's own or a shared constant).

@@ -232,7 +232,7 @@ def test_text_filter_needs_agent_text() -> None:
 
 def test_a_long_jump_in_audio_time_keeps_the_guard_working() -> None:
     """After minutes of silence the timelines jump far ahead; frames must still be stored."""
-    from mediasrv.turns.echo import EchoGuard
+    from mediasrv.turns.echo_guard import EchoGuard
 
     guard = EchoGuard()
     frame = bytes(range(0, 160))

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Literal, TypeVar
 
-from mediasrv.codec import ulaw_decode, ulaw_encode
+from mediasrv.codec import FRAME_MS, ulaw_decode, ulaw_encode
 from mediasrv.providers.telnyx import messages as m
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 SAMPLE_RATE_HZ: Final = 8000
-FRAME_MS: Final = 20
 FRAME_S: Final = FRAME_MS / 1000
 FRAME_BYTES: Final = SAMPLE_RATE_HZ * FRAME_MS // 1000  # 160: PCMU is one byte per sample
 SILENCE_BYTE: Final = 0xFF  # PCMU silence (docs/providers.md 2.3)

@@ -43,7 +43,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PLAYBACK_START_DELAY_S: Final[dict[str, float]] = {"fast": 0.1, "typical": 0.2, "slow": 0.3}
-"""Modelled REST-playback start latency per profile (design.md: "REST playback at 100-300 ms")."""
+"""Modelled REST-playback start latency per profile (the old platform measured playback starting
+100-300 ms after the REST request)."""
 _INFINITE_LOOP: Final = 1_000_000
 
 

@@ -18,7 +18,7 @@ from mediasrv.codec import FRAME_MS
 from mediasrv.providers.telnyx.stream import StreamStarted
 from mediasrv.vad import VoiceActivityDetector
 
-log = logging.getLogger("mediasrv.echo")
+log = logging.getLogger("mediasrv.replay")
 
 
 class EchoBehaviour:
