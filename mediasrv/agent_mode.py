@@ -16,6 +16,10 @@ from collections.abc import Awaitable, Callable
 from mediasrv.agent.config import AgentConfig, load_agent
 from mediasrv.agent.service import AgentService, Endpoints, endpoints_from_env
 from mediasrv.errors import ConfigError
+from mediasrv.metrics import Metrics
+from mediasrv.providers.telnyx.callcontrol import CallControlClient
+from mediasrv.providers.telnyx.calls import InboundCalls
+from mediasrv.providers.telnyx.webhooks import WebhookVerifier
 from mediasrv.server import MEDIA_PATH, Daemon, ServerConfig, serve
 
 EmulatedEndpoints = Callable[[list[object]], Awaitable[Endpoints]]
@@ -54,22 +58,37 @@ async def serve_agent(
         raise ConfigError("--agent: agent mode needs an agent file (see agents/)")
     agent: AgentConfig = load_agent(agent_path)
     closers: list[object] = []
-    media_url = ""
-    endpoints = await emulated(closers) if emulated is not None else endpoints_from_env(agent, media_url)
+    endpoints = await emulated(closers) if emulated is not None else endpoints_from_env(agent)
     base_dir, records = _prepare_paths(agent_path, records)
-    service = AgentService(agent, endpoints, base_dir=base_dir, records_path=records)
+    stream_url = [f"ws://{config.host}:{config.port}{MEDIA_PATH}"]  # the bound port is known on ready
+    telnyx = inbound_calls(endpoints, lambda: stream_url[0])
+    metrics = Metrics()
+    service = AgentService(
+        agent, endpoints, base_dir=base_dir, records_path=records, control=telnyx, metrics=metrics
+    )
     await service.start()
 
     async def ready(daemon: Daemon, port: int) -> None:
-        base = (public_url or f"ws://{config.host}:{port}").rstrip("/")
-        service.endpoints.media_url = base + MEDIA_PATH
-        service.metrics = daemon.metrics
-        daemon.webhook_handler = service.handle_webhook
-        daemon.on_close.append(service.aclose)
-        for close in closers:
-            daemon.on_close.append(close)  # type: ignore[arg-type]
-        print(f"agent {agent.name!r}: stream_url {service.endpoints.media_url}", flush=True)
+        stream_url[0] = (public_url or f"ws://{config.host}:{port}").rstrip("/") + MEDIA_PATH
+        print(f"agent {agent.name!r}: stream_url {stream_url[0]}", flush=True)
 
-    factory = service.new_runner
-    daemon_ready = ready
-    await serve(config, factory, on_ready=daemon_ready)
+    await serve(
+        config,
+        service.new_runner,
+        metrics=metrics,
+        telnyx=telnyx,
+        on_close=[service.aclose, telnyx.aclose, *closers],  # type: ignore[list-item]
+        on_ready=ready,
+    )
+
+
+def inbound_calls(endpoints: Endpoints, stream_url: Callable[[], str]) -> InboundCalls:
+    """The daemon's Call Control for these endpoints (no client without a Telnyx key, no signature
+    check without a public key)."""
+    client = (
+        CallControlClient(endpoints.telnyx_key, base_url=endpoints.telnyx_api_url)
+        if endpoints.telnyx_key
+        else None
+    )
+    verifier = WebhookVerifier(endpoints.telnyx_public_key) if endpoints.telnyx_public_key else None
+    return InboundCalls(client, verifier, stream_url=stream_url)

@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 from aiohttp import web
@@ -29,6 +30,7 @@ from aiohttp import web
 from mediasrv.call import Behaviour, MediaCall
 from mediasrv.errors import ConfigError
 from mediasrv.metrics import Metrics
+from mediasrv.providers.telnyx.calls import InboundCalls
 
 log = logging.getLogger("mediasrv.server")
 
@@ -48,25 +50,40 @@ class ServerConfig(msgspec.Struct, kw_only=True):
 
 
 BehaviourFactory = Callable[[], Behaviour]
-WebhookHandler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
 
 
 class Daemon:
     """Holds the app state: active calls, the metrics, the behaviour factory.
 
     The counters (``calls_total``, ``malformed_total``...) are read-only views of :attr:`metrics`.
+
+    Args:
+        config: where the daemon listens and how it drains.
+        behaviour_factory: one behaviour per media socket (a call).
+        metrics: the daemon's metrics (shared with the agent service); new ones by default.
+        telnyx: Call Control for inbound calls (webhooks in, answers out); None: webhooks are
+            counted and acknowledged, nothing more.
+        on_close: awaited after the daemon stopped (the service, the providers' stand-ins).
     """
 
-    def __init__(self, config: ServerConfig, behaviour_factory: BehaviourFactory) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        behaviour_factory: BehaviourFactory,
+        *,
+        metrics: Metrics | None = None,
+        telnyx: InboundCalls | None = None,
+        on_close: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
         self.config = config
         self.behaviour_factory = behaviour_factory
         self.calls: dict[str, MediaCall] = {}
         self.draining = False
-        self.webhook_handler: WebhookHandler | None = None
-        self.metrics = Metrics()
+        self.telnyx = telnyx
+        self.metrics = metrics if metrics is not None else Metrics()
         """The one source of truth for the counters; the ``*_total`` properties read it."""
         self.call_ended: list[Callable[[MediaCall], None]] = []
-        self.on_close: list[Callable[[], Awaitable[None]]] = []
+        self.on_close: list[Callable[[], Awaitable[None]]] = list(on_close)
 
     @property
     def calls_total(self) -> int:
@@ -120,9 +137,11 @@ class Daemon:
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.metrics.webhook()
-        if self.webhook_handler is not None:
-            return await self.webhook_handler(request, body)
-        return web.json_response({"ok": True})
+        if self.telnyx is None:
+            return web.json_response({"ok": True})
+        now = time.time()  # noqa: TID251 - a webhook signature carries Unix time
+        status, reply = self.telnyx.on_webhook(body, request.headers, now=now)
+        return web.json_response(reply, status=status)
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         if self.draining:
@@ -174,14 +193,27 @@ def default_behaviour_factory(mode: str) -> BehaviourFactory:
 
 
 async def start_daemon(
-    config: ServerConfig, factory: BehaviourFactory | None = None
+    config: ServerConfig,
+    factory: BehaviourFactory | None = None,
+    *,
+    metrics: Metrics | None = None,
+    telnyx: InboundCalls | None = None,
+    on_close: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> tuple[Daemon, web.AppRunner, int]:
     """Start the daemon on ``config.host:config.port`` (port 0: any free port).
+
+    The keyword arguments are the :class:`Daemon`'s parts, built by the caller beforehand.
 
     Returns:
         The daemon, its runner (``await runner.cleanup()`` to stop) and the bound port.
     """
-    daemon = Daemon(config, factory or default_behaviour_factory(config.mode))
+    daemon = Daemon(
+        config,
+        factory or default_behaviour_factory(config.mode),
+        metrics=metrics,
+        telnyx=telnyx,
+        on_close=on_close,
+    )
     runner = web.AppRunner(
         daemon.make_app(), handle_signals=False, access_log=None, shutdown_timeout=config.drain_timeout_s
     )
@@ -199,6 +231,9 @@ async def serve(
     config: ServerConfig,
     factory: BehaviourFactory | None = None,
     *,
+    metrics: Metrics | None = None,
+    telnyx: InboundCalls | None = None,
+    on_close: Sequence[Callable[[], Awaitable[None]]] = (),
     on_ready: Callable[[Daemon, int], Awaitable[None]] | None = None,
 ) -> None:
     """Run the daemon until SIGTERM/SIGINT, then drain and exit.
@@ -206,9 +241,12 @@ async def serve(
     Args:
         config: host, port, mode.
         factory: the per-call behaviour (default: the one ``config.mode`` names).
+        metrics, telnyx, on_close: the daemon's parts (see :class:`Daemon`).
         on_ready: awaited once the port is bound, before the first call can arrive.
     """
-    daemon, runner, port = await start_daemon(config, factory)
+    daemon, runner, port = await start_daemon(
+        config, factory, metrics=metrics, telnyx=telnyx, on_close=on_close
+    )
     if on_ready is not None:
         await on_ready(daemon, port)
     stop = asyncio.Event()

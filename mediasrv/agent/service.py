@@ -1,5 +1,4 @@
-"""The agent side of the daemon: provider endpoints, shared clients, one runner per call,
-and the Telnyx webhook flow (verify -> answer with our media stream URL).
+"""The agent side of the daemon: provider endpoints, shared clients, one runner per call.
 
 What is built once per service (never at call start): the LLM client, the agent's
 :class:`~mediasrv.agent.planner.TurnPlanner` (its transition cache is shared by the calls),
@@ -8,9 +7,11 @@ the knowledge base (chunked and indexed here), the greeting audio cache (synthes
 record writer (a background thread; calls only ``submit``).
 
 Endpoints come from the environment (real services) or from local emulators (the demo and
-tests). Clients that pool connections (the LLM's HTTP client, Call Control) are shared by
-every call of the daemon; per-call sockets (Soniox, ElevenLabs) are opened by each call while
-it is being set up.
+tests). Clients that pool connections (the LLM's HTTP client) are shared by every call of the
+daemon; per-call sockets (Soniox, ElevenLabs) are opened by each call while it is being set
+up. Call Control (answering, hanging up, transferring) is the daemon's
+:class:`~mediasrv.providers.telnyx.calls.InboundCalls`, handed in as the runners'
+:class:`~mediasrv.agent.ports.CallControlPort`; the service never sees a webhook.
 """
 
 from __future__ import annotations
@@ -19,18 +20,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
-from aiohttp import web
 
 from mediasrv.agent.adapters import ElevenLabsTTS, SonioxSTT, StreamingLLM
 from mediasrv.agent.config import AgentConfig
 from mediasrv.agent.kb import KnowledgeBase
 from mediasrv.agent.planner import TurnPlanner
-from mediasrv.agent.ports import TtsAudio, TtsDone
+from mediasrv.agent.ports import CallControlPort, TtsAudio, TtsDone
 from mediasrv.agent.runner import AgentRunner, GreetingCache
 from mediasrv.agent.store import KEY_ENV
 from mediasrv.errors import ConfigError, ProviderError, RemoteProtocolError
@@ -40,8 +39,6 @@ from mediasrv.providers.llm.openai_client import OpenAIChat
 from mediasrv.providers.llm.stream import LLMClient
 from mediasrv.providers.soniox.messages import DEFAULT_MODEL as DEFAULT_STT_MODEL
 from mediasrv.providers.soniox.messages import MODEL_ALIASES
-from mediasrv.providers.telnyx.callcontrol import CallControlClient
-from mediasrv.providers.telnyx.webhooks import CallInitiated, WebhookVerifier, decode_webhook
 from mediasrv.records import RecordWriter
 from mediasrv.timing import TurnTimeline
 from mediasrv.vad_shell import BatchedVad
@@ -69,11 +66,9 @@ class Endpoints(msgspec.Struct, kw_only=True):
     telnyx_api_url: str = "https://api.telnyx.com/v2"
     telnyx_key: str = ""
     telnyx_public_key: str | None = None
-    media_url: str = ""
-    """The ``stream_url`` Telnyx dials (wss://<public host>/api/telnyx/audio-stream)."""
 
 
-def endpoints_from_env(agent: AgentConfig, media_url: str) -> Endpoints:
+def endpoints_from_env(agent: AgentConfig) -> Endpoints:
     """Real-service endpoints from the environment.
 
     Raises:
@@ -103,7 +98,6 @@ def endpoints_from_env(agent: AgentConfig, media_url: str) -> Endpoints:
         llm_key=env[llm_env],
         telnyx_key=env.get("TELNYX_API_KEY", ""),
         telnyx_public_key=env.get("TELNYX_PUBLIC_KEY"),
-        media_url=media_url,
     )
 
 
@@ -118,6 +112,9 @@ class AgentService:
             builds it at load); else it is built here from ``agent.knowledge_base``.
         base_dir: the directory relative knowledge-base paths are relative to (the agent file's).
         records_path: the SQLite file of call records (None: no records).
+        control: Call Control for the runners (hang up, transfer); None: hang up over the socket.
+        metrics: the daemon's metrics (turns are observed into its histograms).
+        profile_name: the emulators' latency profile, when the providers are emulated.
 
     Raises:
         ConfigError: a knowledge-base document cannot be read (at service start, not mid-call).
@@ -132,6 +129,9 @@ class AgentService:
         kb: KnowledgeBase | None = None,
         base_dir: str | os.PathLike[str] | None = None,
         records_path: str | os.PathLike[str] | None = None,
+        control: CallControlPort | None = None,
+        metrics: Metrics | None = None,
+        profile_name: str | None = None,
     ) -> None:
         self.agent = agent
         self.endpoints = endpoints
@@ -148,16 +148,10 @@ class AgentService:
         """Every call's VAD in one batch: one network step per loop iteration for all calls."""
         self.greeting_warmup_ms: float | None = None
         self.records: RecordWriter | None = RecordWriter(records_path) if records_path else None
-        self.metrics: Metrics | None = None
-        """Set by the daemon's builder: turns are observed into its histograms."""
-        self.profile_name: str | None = None
+        self.control = control
+        self.metrics = metrics
+        self.profile_name = profile_name
         self.llm_client: LLMClient = self._make_llm()
-        self.cc: CallControlClient | None = None
-        if endpoints.telnyx_key:
-            self.cc = CallControlClient(endpoints.telnyx_key, base_url=endpoints.telnyx_api_url)
-        self.verifier = WebhookVerifier(endpoints.telnyx_public_key) if endpoints.telnyx_public_key else None
-        self.webhooks_rejected = 0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def _build_kb(self, base: Path) -> KnowledgeBase | None:
         cfg = self.agent
@@ -252,7 +246,7 @@ class AgentService:
             kb=self.kb,
             records=self.records,
             greetings=self.greetings,
-            control=self,
+            control=self.control,
             vad=self.vad,
         )
         runner.profile = self.profile_name
@@ -272,11 +266,6 @@ class AgentService:
         if self.metrics is not None:
             self.metrics.provider_error(provider, code)
 
-    def attach_telnyx(self, api_url: str, api_key: str, public_key_b64: str | None) -> None:
-        """Use this Call Control endpoint and webhook key (set once the daemon's URL is known)."""
-        self.cc = CallControlClient(api_key, base_url=api_url)
-        self.verifier = WebhookVerifier(public_key_b64) if public_key_b64 else None
-
     def _turn_done(self, tl: TurnTimeline) -> None:
         summary = tl.summary()
         turn_log.info("%s", turn_log_line(summary, profile=self.profile_name))
@@ -285,64 +274,8 @@ class AgentService:
         if self.on_turn is not None:
             self.on_turn(tl)
 
-    async def handle_webhook(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        """Verify a Telnyx webhook and act on it (answer inbound calls with our stream URL)."""
-        if self.verifier is not None:
-            try:
-                self.verifier.verify(body, request.headers, now=time.time())  # noqa: TID251 - signature age
-            except RemoteProtocolError as exc:
-                self.webhooks_rejected += 1
-                log.warning("webhook rejected: %s", exc)
-                return web.json_response({"error": "invalid signature"}, status=401)
-        try:
-            env = decode_webhook(body)
-        except RemoteProtocolError as exc:
-            log.warning("webhook not understood: %s", exc)
-            return web.json_response({"error": "bad webhook"}, status=400)
-        payload = env.data.payload
-        if (
-            isinstance(payload, CallInitiated)
-            and payload.direction == "incoming"
-            and payload.call_control_id
-            and self.cc is not None
-        ):
-            # Answer off the webhook's response path: Telnyx wants its 200 quickly.
-            task = asyncio.create_task(self._answer(payload.call_control_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return web.json_response({"ok": True})
-
-    async def _answer(self, call_control_id: str) -> None:
-        assert self.cc is not None
-        try:
-            await self.cc.answer(call_control_id, stream_url=self.endpoints.media_url)
-        except ProviderError as exc:
-            log.warning("answer %s failed: %s", call_control_id, exc)
-
-    async def hangup(self, call_control_id: str) -> None:
-        """Hang up a call through Call Control (no-op without a Telnyx key)."""
-        if self.cc is not None:
-            try:
-                await self.cc.hangup(call_control_id)
-            except ProviderError as exc:
-                log.warning("hangup %s failed: %s", call_control_id, exc)
-
-    async def transfer(self, call_control_id: str, to: str) -> bool:
-        """Transfer a call through Call Control; False when there is no Call Control client."""
-        if self.cc is None:
-            return False
-        try:
-            await self.cc.transfer(call_control_id, to)
-        except ProviderError as exc:
-            log.warning("transfer %s to %s failed: %s", call_control_id, to, exc)
-        return True
-
     async def aclose(self) -> None:
         """Close the shared clients and flush the call records."""
-        for t in list(self._tasks):
-            t.cancel()
-        if self.cc is not None:
-            await self.cc.aclose()
         await self.llm_client.aclose()
         if self.records is not None:
             await self.records.aclose()

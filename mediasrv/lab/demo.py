@@ -34,7 +34,11 @@ from mediasrv.lab.emulated import EmulatedProviders
 from mediasrv.lab.emulators.caller import SimulatedCaller
 from mediasrv.lab.emulators.soniox_script import ScriptUtterance, SttScript
 from mediasrv.lab.emulators.telnyx import TelnyxEmulator
+from mediasrv.metrics import Metrics
 from mediasrv.profiles import get_profile
+from mediasrv.providers.telnyx.callcontrol import CallControlClient
+from mediasrv.providers.telnyx.calls import InboundCalls
+from mediasrv.providers.telnyx.webhooks import WebhookVerifier
 from mediasrv.server import MEDIA_PATH, WEBHOOK_PATH, ServerConfig, start_daemon
 from mediasrv.timing import TurnTimeline, percentile
 
@@ -147,29 +151,37 @@ class Demo:
         records = self.opts.records or str(Path(tempfile.mkdtemp(prefix="mediasrv-demo-")) / "mediasrv.db")
         self.records_path = records
         base_dir = Path(self.opts.agent).parent if self.opts.agent else None
-        self.service = AgentService(
-            self.agent, endpoints, on_turn=self._on_turn, base_dir=base_dir, records_path=records
+        # The Telnyx stand-in first: the daemon's Call Control dials its URL and checks its key;
+        # where it sends webhooks is known once the daemon listens.
+        self.telnyx = TelnyxEmulator(profile=self.profile, api_key="demo", rng=random.Random(rng.random()))
+        await self.telnyx.start()
+        self._closers.insert(0, self.telnyx.close)
+        stream_url = [""]
+        calls = InboundCalls(
+            CallControlClient("demo", base_url=self.telnyx.url),
+            WebhookVerifier(self.telnyx.public_key_b64),
+            stream_url=lambda: stream_url[0],
         )
-        self._closers.append(self.service.aclose)
+        metrics = Metrics()
+        self.service = AgentService(
+            self.agent,
+            endpoints,
+            on_turn=self._on_turn,
+            base_dir=base_dir,
+            records_path=records,
+            control=calls,
+            metrics=metrics,
+            profile_name=self.profile.name,
+        )
+        self._closers += [self.service.aclose, calls.aclose]
         await self.service.start()
         factory = self.behaviour_factory(self) if self.behaviour_factory else self.service.new_runner
         self.daemon, runner, port = await start_daemon(
-            ServerConfig(host="127.0.0.1", port=0, mode="agent"), factory
+            ServerConfig(host="127.0.0.1", port=0, mode="agent"), factory, metrics=metrics, telnyx=calls
         )
-        self._closers.insert(0, runner.cleanup)
-        self.daemon.webhook_handler = self.service.handle_webhook
-        self.service.metrics = self.daemon.metrics
-        self.service.profile_name = self.profile.name
-        self.service.endpoints.media_url = f"ws://127.0.0.1:{port}{MEDIA_PATH}"
-        self.telnyx = TelnyxEmulator(
-            profile=self.profile,
-            api_key="demo",
-            webhook_url=f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
-            rng=random.Random(rng.random()),
-        )
-        await self.telnyx.start()
-        self._closers.insert(0, self.telnyx.close)
-        self.service.attach_telnyx(self.telnyx.url, "demo", self.telnyx.public_key_b64)
+        self._closers.insert(1, runner.cleanup)  # after the Telnyx stand-in, before the providers
+        stream_url[0] = f"ws://127.0.0.1:{port}{MEDIA_PATH}"
+        self.telnyx.webhook_url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
 
     async def close(self) -> None:
         """Stop everything (daemon first, so calls end before their providers go)."""
